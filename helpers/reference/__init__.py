@@ -1,0 +1,15 @@
+"""Reference servicers: finished services for lessons that build on earlier ones.
+
+A learner who skipped a lesson can still use its service from here. Every
+servicer answers bad input with a deliberate status code, never UNKNOWN.
+"""
+
+from helpers.reference.calculator import (
+    INT32_MAX,
+    INT32_MIN,
+    Calculator,
+    calculator_pb2,
+    calculator_pb2_grpc,
+)
+
+__all__ = ["INT32_MAX", "INT32_MIN", "Calculator", "calculator_pb2", "calculator_pb2_grpc"]
