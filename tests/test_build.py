@@ -1,0 +1,109 @@
+"""The builder: solutions/ in, learner notebooks out."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from helpers import build
+
+SOLVED_CODE = """class Greeter:
+    def greet(self, name):
+        \"\"\"Say hello.\"\"\"
+        ### BEGIN SOLUTION
+        message = f"hello {name}"
+        return message
+        ### END SOLUTION
+
+    def other(self):
+        return 1"""
+
+LEARNER_CODE = """class Greeter:
+    def greet(self, name):
+        \"\"\"Say hello.\"\"\"
+        raise NotImplementedError("Exercise 9.1: not solved yet")
+
+    def other(self):
+        return 1"""
+
+
+def fixture_notebook() -> nbformat.NotebookNode:
+    notebook = new_notebook(metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "widgets": {"state": "dropped in lessons"},
+    })
+    solved = new_code_cell(SOLVED_CODE, execution_count=3)
+    solved.outputs = [new_output("stream", name="stdout", text="done\n")]
+    notebook.cells = [
+        new_markdown_cell("### Exercise 9.1: Say hello\n\nWrite greet."),
+        solved,
+        new_code_cell('check("9.1", Greeter)', metadata={"tags": ["check"]}, execution_count=4),
+        new_code_cell("print(Greeter().greet('x'))", metadata={"tags": ["needs-exercise"]}),
+        new_markdown_cell("Teacher's note", metadata={"tags": ["solution-only"]}),
+        new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION",
+                      metadata={"tags": ["needs-exercise"]}),
+    ]
+    return notebook
+
+
+def test_builder_replaces_solutions_keeping_indentation_and_clears_outputs() -> None:
+    lesson = build.build_notebook(fixture_notebook(), "09_demo.ipynb")
+    sources = [cell.source for cell in lesson.cells]
+    assert sources[1] == LEARNER_CODE
+    assert sources[4] == 'raise NotImplementedError("Exercise 9.1: not solved yet")'
+    assert "Teacher's note" not in sources
+    assert all(cell.get("outputs", []) == [] for cell in lesson.cells)
+    assert all(cell.get("execution_count") is None for cell in lesson.cells)
+    assert lesson.metadata == {"kernelspec": fixture_notebook().metadata.kernelspec}
+
+
+def test_builder_tags_check_and_needs_exercise_cells() -> None:
+    lesson = build.build_notebook(fixture_notebook(), "09_demo.ipynb")
+    tags = [cell.metadata.get("tags", []) for cell in lesson.cells]
+    assert tags[1] == []
+    assert tags[2] == ["check", "raises-exception"]
+    assert tags[3] == ["needs-exercise", "raises-exception"]
+
+
+def test_builder_links_each_exercise_to_its_solution() -> None:
+    lesson = build.build_notebook(fixture_notebook(), "09_demo.ipynb")
+    assert "(../solutions/09_demo.ipynb#Exercise-9.1:-Say-hello)" in lesson.cells[0].source
+
+
+def test_builder_output_round_trips_exactly(tmp_path) -> None:
+    lesson = build.build_notebook(fixture_notebook(), "09_demo.ipynb")
+    text = build.render(lesson)
+    path = tmp_path / "09_demo.ipynb"
+    path.write_text(text)
+    assert build.render(nbformat.read(path, as_version=4)) == text
+    nbformat.validate(nbformat.read(path, as_version=4))
+
+
+@pytest.mark.parametrize("source", [
+    "### BEGIN SOLUTION\nx = 1",
+    "x = 1\n### END SOLUTION",
+    "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+])
+def test_unbalanced_markers_are_an_error(source: str) -> None:
+    with pytest.raises(ValueError):
+        build.strip_solutions(source, "9.1")
+
+
+def test_check_mode_fails_when_lessons_differ(tmp_path, monkeypatch, capsys) -> None:
+    solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    solutions.mkdir()
+    (solutions / "09_demo.ipynb").write_text(build.render(fixture_notebook()))
+    monkeypatch.setattr(build, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(build, "SOLUTIONS", solutions)
+    monkeypatch.setattr(build, "LESSONS", lessons)
+
+    assert build.main(["--check"]) == 1  # nothing built yet
+    assert build.main([]) == 0
+    assert build.main(["--check"]) == 0
+    (lessons / "09_demo.ipynb").write_text((lessons / "09_demo.ipynb").read_text() + " ")
+    assert build.main(["--check"]) == 1  # edited by hand
+    (lessons / "99_orphan.ipynb").write_text("{}")
+    assert build.main([]) == 0
+    assert not (lessons / "99_orphan.ipynb").exists()  # a lesson without a solution goes
+    assert "is not what `make lessons` writes" in capsys.readouterr().err

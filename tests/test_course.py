@@ -1,0 +1,125 @@
+"""A lint of the course: pins, README map, exercises, checks, hints, safety rules."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import nbformat
+import pytest
+from conftest import LESSONS, PROJECT_ROOT, SOLUTIONS
+
+from helpers.build import EXERCISE_HEADING
+from helpers.checks import EXERCISES
+
+SOLUTION_FILES = sorted(SOLUTIONS.glob("*.ipynb"))
+CHECK_CALL = re.compile(r"""check\(\s*["'](\d+\.\d+)["']""")
+
+
+def notebooks() -> list:
+    return sorted(SOLUTIONS.glob("*.ipynb")) + sorted(LESSONS.glob("*.ipynb"))
+
+
+def code_cells(path):
+    return [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+
+
+def test_environment_yml_pins_equal_pyproject() -> None:
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    pinned = sorted(pyproject["project"]["dependencies"])
+    conda = sorted(re.findall(r"^\s+- ([A-Za-z0-9_.-]+==\S+)\s*$",
+                              (PROJECT_ROOT / "environment.yml").read_text(), re.MULTILINE))
+    assert conda == pinned
+
+
+def test_grpc_packages_share_one_version_and_protobuf_is_below_8() -> None:
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    pins = dict(dep.split("==") for dep in pyproject["project"]["dependencies"])
+    grpc_versions = {pins[name] for name in pins if name.startswith("grpcio")}
+    assert len(grpc_versions) == 1, pins
+    assert int(pins["protobuf"].split(".")[0]) < 8
+
+
+def test_readme_course_map_lists_exactly_the_lessons() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    mapped = re.findall(r"^\| \[[^\]]+\]\(lessons/([^)]+\.ipynb)\) \|", readme, re.MULTILINE)
+    assert mapped == [path.name for path in sorted(LESSONS.glob("*.ipynb"))]
+    assert mapped == [path.name for path in SOLUTION_FILES]
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_notebook_uses_python3_kernel(path) -> None:
+    metadata = nbformat.read(path, as_version=4).metadata
+    assert metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("path", SOLUTION_FILES, ids=lambda p: p.stem)
+def test_every_exercise_has_a_check_and_a_hint(path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    headings = [exercise_id for cell in notebook.cells if cell.cell_type == "markdown"
+                for exercise_id, _title in EXERCISE_HEADING.findall(cell.source)]
+    checked = [exercise_id for cell in notebook.cells
+               if "check" in cell.metadata.get("tags", [])
+               for exercise_id in CHECK_CALL.findall(cell.source)]
+    registered = sorted(ex.id for ex in EXERCISES.values() if ex.notebook == path.stem)
+    assert headings, f"{path.name} has no exercises"
+    assert sorted(headings) == sorted(checked) == registered
+    assert len(set(headings)) == len(headings), "an exercise id is used twice"
+    lesson_number = str(int(path.name[:2]))
+    assert all(exercise_id.split(".")[0] == lesson_number for exercise_id in headings)
+    for exercise_id in headings:
+        assert len(EXERCISES[exercise_id].hint) > 20, f"exercise {exercise_id} needs a real hint"
+
+
+def test_every_registered_exercise_belongs_to_a_notebook() -> None:
+    stems = {path.stem for path in SOLUTION_FILES}
+    assert {ex.notebook for ex in EXERCISES.values()} <= stems
+
+
+@pytest.mark.parametrize("path", SOLUTION_FILES, ids=lambda p: p.stem)
+def test_solutions_were_run_and_every_check_passed(path) -> None:
+    for cell in code_cells(path):
+        assert cell.execution_count is not None, f"not run: {cell.source[:60]!r}"
+        assert not [o for o in cell.outputs if o.output_type == "error"
+                    and "raises-exception" not in cell.metadata.get("tags", [])], cell.source[:60]
+        if "check" in cell.metadata.get("tags", []):
+            text = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+            assert text.startswith("✅"), f"check did not pass: {cell.source!r}"
+
+
+@pytest.mark.parametrize("path", SOLUTION_FILES, ids=lambda p: p.stem)
+def test_lesson_shape(path) -> None:
+    text = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells
+                     if cell.cell_type == "markdown")
+    assert re.match(rf"# {path.name[:2]} · ", text), "title must be '# NN · Title'"
+    for heading in ["**You will learn**", "**Prerequisites:**", "**Time:**", "## Key points",
+                    "## Next"]:
+        assert heading in text, f"missing {heading}"
+
+
+FORBIDDEN_IN_CODE = {
+    "a wildcard bind": re.compile(r"\[::\]|0\.0\.0\.0"),
+    "a fixed port": re.compile(r"(localhost|127\.0\.0\.1):\d{2,5}\b"),
+    "sys.path.insert": re.compile(r"sys\.path\.(insert|append)"),
+}
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_no_fixed_ports_wildcard_binds_or_path_hacks_in_notebooks(path) -> None:
+    for cell in code_cells(path):
+        for what, pattern in FORBIDDEN_IN_CODE.items():
+            assert not pattern.search(cell.source), f"{what} in: {cell.source[:80]!r}"
+
+
+def test_first_code_cell_imports_helpers_before_grpc() -> None:
+    for path in SOLUTION_FILES:
+        first = code_cells(path)[0].source
+        assert first.lstrip().startswith("import helpers"), path.name
+
+
+def test_no_fixed_ports_or_wildcard_binds_in_helpers() -> None:
+    for path in sorted((PROJECT_ROOT / "helpers").rglob("*.py")):
+        text = path.read_text()
+        for what, pattern in FORBIDDEN_IN_CODE.items():
+            if what != "sys.path.insert":  # helpers.protos puts the generated code on sys.path
+                assert not pattern.search(text), f"{what} in {path.name}"
