@@ -44,7 +44,7 @@ solutions: install
 	$(PY) -m helpers.build --execute
 
 bench: install
-	$(PY) benchmarks/foundation.py
+	$(PY) benchmarks/foundation.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .proto_cache .jupyter artifacts

@@ -95,8 +95,11 @@ def expect_status(rpc: Callable, request: Any, expected: grpc.StatusCode, what: 
     raise Mismatch(f"{what} succeeded, expected it to fail with {expected.name}")
 
 
-def _display(ok: bool, lines: list[str]) -> None:
+def _display(ok: bool, lines: list[str], solution: str | None = None) -> None:
+    """Show a ✅/❌ block as HTML in Jupyter (plain text elsewhere), with a link to the solution."""
     mark = "✅" if ok else "❌"
+    if solution:
+        lines = [*lines, f"Solution: solutions/{solution}.ipynb"]
     plain = "\n".join([f"{mark} {lines[0]}", *(f"   {line}" for line in lines[1:])])
     try:
         from IPython import get_ipython
@@ -106,12 +109,14 @@ def _display(ok: bool, lines: list[str]) -> None:
     if get_ipython is None or get_ipython() is None:
         print(plain)
         return
+    details = [html.escape(line) for line in lines[1:]]
+    if solution:  # notebooks run from lessons/ or solutions/, so this link works from both
+        details[-1] = f'Solution: <a href="../solutions/{solution}.ipynb">solutions/{solution}.ipynb</a>'
     color = "#1a7f37" if ok else "#cf222e"
-    body = "<br>".join(html.escape(line) for line in lines[1:])
     rich = (
         f'<div style="border-left:4px solid {color};padding:2px 8px">'
         f"<b>{mark} {html.escape(lines[0])}</b>"
-        + (f'<div style="margin-top:2px">{body}</div>' if body else "")
+        + (f'<div style="margin-top:2px">{"<br>".join(details)}</div>' if details else "")
         + "</div>"
     )
     display({"text/plain": plain, "text/html": rich}, raw=True)
@@ -136,9 +141,5 @@ def check(exercise_id: str, *args: Any, **kwargs: Any) -> None:
     else:
         _display(True, [f"{heading}: {verified}"])
         return
-    _display(False, [
-        f"{heading}: {problem}",
-        f"Hint: {ex.hint}",
-        f"Solution: solutions/{ex.notebook}.ipynb",
-    ])
-    raise CheckFailed(f"Exercise {ex.id} is not solved yet: {problem}") from None
+    _display(False, [f"{heading}: {problem}", f"Hint: {ex.hint}"], solution=ex.notebook)
+    raise CheckFailed(f"Exercise {ex.id} is not solved yet (see the ❌ message above)") from None

@@ -1,0 +1,124 @@
+"""Figures about the course itself, printed (never asserted): `make bench`.
+
+1. How many tests, notebooks and exercises there are.
+2. Wall time of executing every notebook, against executing a one-cell
+   notebook as many times (what kernel start-up alone costs).
+3. serve() + one call + stop() against the same steps in bare grpcio.
+4. With --fresh-clone: `make install` and `make test` in a fresh clone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent import futures
+from pathlib import Path
+
+import helpers  # first: it quiets gRPC's C-level logging before grpc is imported
+import grpc
+import nbformat
+from nbclient import NotebookClient
+
+from helpers.checks import EXERCISES
+from helpers.reference import Calculator, calculator_pb2, calculator_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/sanitize.cfg"]
+
+
+def count_tests() -> int:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests", "solutions", "lessons", *NBVAL, "--ignore=tests/browser"],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    return sum(1 for line in result.stdout.splitlines() if "::" in line)
+
+
+def execute(notebook: nbformat.NotebookNode, folder: Path) -> float:
+    start = time.perf_counter()
+    NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return time.perf_counter() - start
+
+
+def notebook_times() -> None:
+    paths = sorted((ROOT / "solutions").glob("*.ipynb")) + sorted((ROOT / "lessons").glob("*.ipynb"))
+    total = 0.0
+    for path in paths:
+        seconds = execute(nbformat.read(path, as_version=4), path.parent)
+        total += seconds
+        print(f"  {path.parent.name}/{path.name:28} {seconds:6.2f} s")
+    one_cell = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")],
+                                        metadata={"kernelspec": {"name": "python3",
+                                                                      "display_name": "Python 3"}})
+    baseline = sum(execute(one_cell, ROOT) for _ in paths)
+    print(f"  all {len(paths)} notebooks: {total:.1f} s; a one-cell notebook {len(paths)} times: "
+          f"{baseline:.1f} s; so the lessons' own work is {total - baseline:.1f} s")
+
+
+def with_helpers() -> None:
+    server = helpers.serve(calculator_pb2_grpc.add_CalculatorServicer_to_server, Calculator(),
+                           name="bench")
+    with grpc.insecure_channel(server.target) as channel:
+        calculator_pb2_grpc.CalculatorStub(channel).Add(calculator_pb2.AddRequest(a=1, b=2),
+                                                        timeout=5)
+    server.stop()
+
+
+def with_bare_grpcio() -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=10))
+    calculator_pb2_grpc.add_CalculatorServicer_to_server(Calculator(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        calculator_pb2_grpc.CalculatorStub(channel).Add(calculator_pb2.AddRequest(a=1, b=2),
+                                                        timeout=5)
+    server.stop(None).wait()
+
+
+def serve_overhead(rounds: int = 30) -> None:
+    for name, steps in [("helpers.serve", with_helpers), ("bare grpcio", with_bare_grpcio)]:
+        steps()  # warm up
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            steps()
+            samples.append((time.perf_counter() - start) * 1000)
+        print(f"  {name:14} median {statistics.median(samples):6.2f} ms, "
+              f"min {min(samples):6.2f} ms, max {max(samples):6.2f} ms ({rounds} rounds)")
+
+
+def fresh_clone() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        clone = Path(folder) / "course"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        for target in ("install", "test"):
+            start = time.perf_counter()
+            result = subprocess.run(["make", target], cwd=clone, capture_output=True, text=True)
+            status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode})"
+            print(f"  make {target:8} {time.perf_counter() - start:6.1f} s  {status}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fresh-clone", action="store_true",
+                        help="also time make install and make test in a fresh clone")
+    args = parser.parse_args()
+    notebooks = len(list((ROOT / "solutions").glob("*.ipynb")))
+    print(f"Course: {count_tests()} tests in `make test`, {notebooks} lessons "
+          f"({2 * notebooks} notebooks with their solutions), {len(EXERCISES)} exercises")
+    print("Executing every notebook in a fresh kernel:")
+    notebook_times()
+    print("Start a server, make one call, stop it:")
+    serve_overhead()
+    if args.fresh_clone:
+        print("Fresh clone:")
+        fresh_clone()
+
+
+if __name__ == "__main__":
+    main()

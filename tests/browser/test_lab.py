@@ -1,0 +1,161 @@
+"""make test-browser: JupyterLab in headless Chromium runs lesson 03 and its solution.
+
+A learner's view, end to end: JupyterLab opens the notebook, Run > Run All
+Cells runs it, and the page must show ❌ lines for the unsolved lesson and ✅
+lines with the right results for the solution. Copies of the notebooks are
+served from a temporary folder so that autosave never touches the project.
+Screenshots go to artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = PROJECT_ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+if not Path(CHROMIUM).exists():
+    pytest.fail("Chromium is missing: install Debian's package with `apt-get install chromium`",
+                pytrace=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_server(url: str, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"JupyterLab did not answer at {url}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Iterator[str]:
+    """Start JupyterLab on a copy of lessons/ and solutions/; yield its base URL with token."""
+    root = tmp_path_factory.mktemp("lab")
+    for folder in ("lessons", "solutions"):
+        shutil.copytree(PROJECT_ROOT / folder, root / folder)
+    home = tmp_path_factory.mktemp("jupyter-home")
+    settings = home / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    # Render every cell, so that the whole notebook's output is in the page.
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    news = home / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    env = dict(os.environ,
+               JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    port, token = free_port(), secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+               f"--port={port}", "--ServerApp.port_retries=0",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+               "--LabApp.expose_app_in_browser=True"]
+    if os.getuid() == 0:
+        command.append("--allow-root")
+    log = open(home / "lab.log", "w")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_server(f"{base}/api/status?token={token}")
+        yield f"{base}|{token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+NOTEBOOK_DONE = """() => {
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!panel || !panel.content || !panel.sessionContext.session) return false;
+  const kernel = panel.sessionContext.session.kernel;
+  if (!kernel || kernel.status !== 'idle') return false;
+  const cells = Array.from(panel.content.model.cells);
+  return cells.filter(c => c.type === 'code').every(c => c.executionCount !== null);
+}"""
+
+KERNEL_READY = """() => {
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const session = panel && panel.sessionContext && panel.sessionContext.session;
+  return !!(session && session.kernel && session.kernel.status === 'idle');
+}"""
+
+
+def run_all(page: Page, lab: str, notebook: str) -> str:
+    """Open `notebook` in JupyterLab, Run All Cells, return the notebook's visible text."""
+    base, token = lab.split("|")
+    workspace = Path(notebook).parent.name  # one workspace per test: no tabs carried over
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{notebook}?token={token}")
+    page.wait_for_function(KERNEL_READY, timeout=120_000)
+    page.evaluate("window.jupyterapp.commands.execute('runmenu:run-all')")
+    page.wait_for_function(NOTEBOOK_DONE, timeout=180_000, polling=500)
+    return page.locator(".jp-NotebookPanel:visible .jp-Notebook").inner_text()
+
+
+def screenshot(page: Page, text: str, name: str) -> None:
+    """Scroll to the first check result and save a screenshot in artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output", has_text=text).first \
+        .scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def test_unsolved_lesson_shows_failed_checks(lab: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    text = run_all(page, lab, "lessons/03_calculator.ipynb")
+    screenshot(page, "❌", "lesson03_unsolved.png")
+    assert text.count("❌ Exercise 3.") == 5, text[-2000:]
+    assert "✅" not in text
+    assert "Hint: " in text
+    assert "CheckFailed: Exercise 3.1 is not solved yet" in text
+    # Cells that do not need an exercise still ran: the seed's crash is shown.
+    assert "StatusCode.UNKNOWN" in text
+    page.close()
+
+
+def test_solution_shows_passed_checks_and_results(lab: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    text = run_all(page, lab, "solutions/03_calculator.ipynb")
+    screenshot(page, "✅", "solution03.png")
+    assert text.count("✅ Exercise 3.") == 5, text[-2000:]
+    assert "❌" not in text and "CheckFailed" not in text
+    for result in ["20 + 10 = 30", "7 / 2 = 3.5", "error INVALID_ARGUMENT: cannot divide by zero",
+                   "StatusCode.DEADLINE_EXCEEDED", "(42, 'req-42')"]:
+        assert result in text
+    page.close()
