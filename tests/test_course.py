@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 
@@ -123,3 +124,21 @@ def test_no_fixed_ports_or_wildcard_binds_in_helpers() -> None:
         for what, pattern in FORBIDDEN_IN_CODE.items():
             if what != "sys.path.insert":  # helpers.protos puts the generated code on sys.path
                 assert not pattern.search(text), f"{what} in {path.name}"
+
+
+@pytest.mark.parametrize("path", SOLUTION_FILES, ids=lambda p: p.stem)
+def test_saved_outputs_do_not_depend_on_where_the_project_lives(path) -> None:
+    """An absolute path in a compared output fails on every other machine."""
+    for cell in code_cells(path):
+        if cell.source.startswith("# NBVAL_IGNORE_OUTPUT"):
+            continue
+        assert str(PROJECT_ROOT) not in json.dumps(cell.outputs), cell.source[:60]
+
+
+@pytest.mark.parametrize("path", SOLUTION_FILES, ids=lambda p: p.stem)
+def test_nbval_markers_stand_alone_on_their_line(path) -> None:
+    """nbval ignores `# NBVAL_IGNORE_OUTPUT some words`: the marker must be alone."""
+    for cell in code_cells(path):
+        for line in cell.source.splitlines():
+            if "NBVAL_" in line:
+                assert re.fullmatch(r"# NBVAL_[A-Z_]+", line.strip()), line
