@@ -25,7 +25,7 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED)
 
 lab: install
-	$(VENV)/bin/jupyter lab lessons/00_welcome.ipynb $(ALLOW_ROOT)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" lessons/00_welcome.ipynb $(ALLOW_ROOT)
 
 test: install
 	$(PY) -m helpers.build --check
