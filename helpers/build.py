@@ -126,7 +126,7 @@ def execute_solutions(names: list[str], timeout: int = 600) -> None:
             continue
         print(f"executing {path.relative_to(PROJECT_ROOT)}")
         notebook = nbformat.read(path, as_version=4)
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=False,
                        resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
         path.write_text(render(notebook))
 

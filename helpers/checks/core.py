@@ -8,6 +8,7 @@ A failed check raises `CheckFailed`, so "Run All" and nbval notice it.
 from __future__ import annotations
 
 import html
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -60,6 +61,25 @@ def expect(condition: bool, message: str) -> None:
 
 def expect_equal(got: Any, expected: Any, what: str) -> None:
     expect(got == expected, f"{what}: expected {expected!r}, got {got!r}")
+
+
+def within(seconds: float, function: Callable[[], Any], advice: str) -> Any:
+    """Run `function` in a thread; fail the check if it has not returned after `seconds`."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # handed back to the checker below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    expect(not worker.is_alive(), f"the call was still waiting after {seconds:.0f} s: {advice}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def describe_rpc_error(error: grpc.RpcError) -> str:

@@ -7,7 +7,14 @@ from typing import Any, Callable
 
 import grpc
 
-from helpers.checks.core import exercise, expect, expect_equal, expect_status, stub_for
+from helpers.checks.core import (
+    exercise,
+    expect,
+    expect_equal,
+    expect_status,
+    stub_for,
+    within,
+)
 from helpers.reference import INT32_MAX, INT32_MIN, Calculator, calculator_pb2 as pb2
 
 LESSON = "03_calculator"
@@ -92,26 +99,6 @@ class _SlowOnThirteen(Calculator):
         return super().Divide(request, context)
 
 
-def _run_with_limit(function: Callable[[], str], seconds: float, what: str) -> str:
-    """Run `function` in a thread; fail the check if it has not returned after `seconds`."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = function()
-        except BaseException as error:  # handed back to the checker below
-            outcome["error"] = error
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    expect(not worker.is_alive(), f"{what} was still waiting after {seconds:.0f} s: "
-           "pass timeout= to the stub call")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
 @exercise(
     "3.4",
     "A client that reports errors and gives up in time",
@@ -130,8 +117,8 @@ def describe_divide(describe: Callable[..., str]) -> str:
             expect(isinstance(answer, str) and "INVALID_ARGUMENT" in answer,
                    f"describe_divide(stub, 1, 0) returned {answer!r}; "
                    "it should name the status code INVALID_ARGUMENT")
-            answer = _run_with_limit(lambda: describe(stub, 1, 13, timeout=0.3), 5,
-                                     "describe_divide(stub, 1, 13, timeout=0.3)")
+            answer = within(5, lambda: describe(stub, 1, 13, timeout=0.3),
+                            "pass timeout= to the stub call")
             expect(isinstance(answer, str) and "DEADLINE_EXCEEDED" in answer,
                    f"describe_divide against a stuck server returned {answer!r}; "
                    "it should name DEADLINE_EXCEEDED")

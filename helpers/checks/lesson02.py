@@ -1,0 +1,268 @@
+"""Checks for lesson 02, Protocol Buffers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from helpers import protos
+from helpers.checks.core import Mismatch, exercise, expect, expect_equal
+from helpers.widgets import encode_varint
+
+LESSON = "02_protocol_buffers"
+person_pb2, _ = protos.load("person")
+Person = person_pb2.Person
+
+# Exercise 2.5's starting point; the lesson writes the same text to contacts_v2.proto.
+CONTACT_V2 = """syntax = "proto3";
+package evolution.v2;
+
+message Contact {
+  string name = 1;
+  string email = 2;
+  int32 age = 3;
+  repeated string phones = 4;
+}
+"""
+
+
+def compile_isolated(proto_text: str, file_name: str, message: str) -> type[Message]:
+    """Compile `proto_text` into a private descriptor pool and return the class of `message`.
+
+    A private pool never clashes with the protos this kernel already imported, so the
+    same file name can be compiled again after every edit, without a kernel restart.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / file_name).write_text(proto_text)
+        result = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={folder}",
+             "--include_imports", "--descriptor_set_out=set.pb", file_name],
+            capture_output=True, text=True, cwd=folder)
+        if result.returncode != 0:
+            raise Mismatch(f"protoc rejected the .proto: {result.stderr.strip()}")
+        files = descriptor_pb2.FileDescriptorSet.FromString((Path(folder) / "set.pb").read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    try:
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(message))
+    except KeyError:
+        raise Mismatch(f"the .proto has no message {message}") from None
+
+
+@exercise(
+    "2.1",
+    "Run the protocol compiler",
+    notebook=LESSON,
+    hint="Build the command [sys.executable, '-m', 'grpc_tools.protoc', f'--proto_path={folder}', "
+    "f'--python_out={out_dir}', f'--pyi_out={out_dir}', f'--grpc_python_out={out_dir}', "
+    "str(proto_file)], run it with subprocess.run(..., capture_output=True, text=True), raise "
+    "RuntimeError(result.stderr) when result.returncode != 0, and return "
+    "sorted(path.name for path in out_dir.iterdir()).",
+)
+def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        source, out_dir = Path(folder) / "src", Path(folder) / "out"
+        source.mkdir()
+        out_dir.mkdir()
+        proto = source / "pinger.proto"
+        proto.write_text('syntax = "proto3";\npackage pinger;\nmessage Ping { string text = 1; }\n'
+                         "service Pinger { rpc Send(Ping) returns (Ping); }\n")
+        names = compile_proto(proto, out_dir)
+        expected = ["pinger_pb2.py", "pinger_pb2.pyi", "pinger_pb2_grpc.py"]
+        expect_equal(sorted(names or []), expected, "the files compile_proto returned")
+        expect_equal(sorted(path.name for path in out_dir.iterdir()), expected,
+                     f"the files in out_dir")
+        expect("class PingerStub" in (out_dir / "pinger_pb2_grpc.py").read_text(),
+               "pinger_pb2_grpc.py has no PingerStub: was --grpc_python_out given?")
+        broken = source / "broken.proto"
+        broken.write_text('syntax = "proto3";\nmessage Broken { string text = ; }\n')
+        try:
+            compile_proto(broken, out_dir)
+        except Exception as error:
+            expect("broken.proto" in str(error),
+                   f"for a broken .proto the error was {error!r}; it should carry protoc's "
+                   "message, which names broken.proto and the line")
+        else:
+            raise Mismatch("a broken .proto compiled without an error; check result.returncode")
+    return "3 files written and returned for a service proto; a broken proto raised protoc's error"
+
+
+def _people() -> list[Any]:
+    return [
+        Person(),
+        Person(name="Ada", age=36, gender=Person.GENDER_FEMALE, hobbies=["math", "poetry"],
+               address=Person.Address(street="12 St James Square", city="London")),
+        Person(name="Łukasz Ñúñez 🐍", age=-5, gender=Person.GENDER_OTHER, hobbies=[""]),
+        Person(address=Person.Address()),  # an empty address is still set
+    ]
+
+
+@exercise(
+    "2.2",
+    "A nested Person, through bytes and JSON",
+    notebook=LESSON,
+    hint="Build it with Person(name=..., age=..., gender=Person.GENDER_FEMALE, hobbies=[...], "
+    "address=Person.Address(street=..., city=...)). For the round trip: "
+    "Person.FromString(person.SerializeToString()) and "
+    "json_format.Parse(json_format.MessageToJson(person), Person()).",
+)
+def round_trip(make_person: Callable[[], Any], round_trip: Callable[[Any], tuple]) -> str:
+    person = make_person()
+    expected = Person(name="Grace Hopper", age=85, gender=Person.GENDER_FEMALE,
+                      hobbies=["COBOL", "nanoseconds"],
+                      address=Person.Address(street="1 Navy Way", city="Arlington"))
+    expect(isinstance(person, Message) and person.DESCRIPTOR.full_name == "person.Person",
+           f"make_person() returned {type(person).__name__}, expected a person_pb2.Person")
+    for name in ("name", "age", "gender", "hobbies", "address"):
+        expect_equal(_plain(person, name), _plain(expected, name), f"make_person().{name}")
+    for original in [person, *_people()]:
+        copies = round_trip(original)
+        expect(isinstance(copies, tuple) and len(copies) == 2,
+               f"round_trip returned {copies!r}, expected a tuple (from_bytes, from_json)")
+        for label, copy in zip(("from bytes", "from JSON"), copies):
+            expect(copy is not original, f"the copy {label} is the original object itself; "
+                   "decode a new message from the bytes or the JSON text")
+            expect(copy == original, f"the copy {label} differs from the original:\n"
+                   f"{json_format.MessageToJson(original, indent=None)}\n"
+                   f"{json_format.MessageToJson(copy, indent=None)}")
+        expect(copies[0].HasField("address") == original.HasField("address"),
+               "the copy from bytes lost track of whether the address is set")
+    return "the Person is right, and 5 people survived bytes and JSON unchanged"
+
+
+_VARINTS = [0, 1, 127, 128, 150, 300, 16383, 16384, 2**31 - 1, 2**32, 2**63, 2**64 - 1]
+
+
+@exercise(
+    "2.3",
+    "Decode a varint by hand",
+    notebook=LESSON,
+    hint="Loop from data[pos]: add (byte & 0x7F) << shift to the value, add 7 to shift, and stop "
+    "after the first byte whose high bit (byte & 0x80) is 0; return (value, index after it).",
+)
+def varint(decode: Callable[[bytes, int], tuple[int, int]]) -> str:
+    for value in _VARINTS:
+        data = encode_varint(value)
+        expect_equal(decode(data, 0), (value, len(data)),
+                     f"decode_varint({data.hex(' ')}, 0), the varint of {value},")
+    data = b"\x08" + encode_varint(300) + b"\x2a"
+    expect_equal(decode(data, 1), (300, 3), "decode_varint(08 ac 02 2a, 1), starting at byte 1,")
+    expect_equal(decode(encode_varint(-1), 0), (2**64 - 1, 10),
+                 "decode_varint of int32 -1 (ten bytes)")
+    return f"{len(_VARINTS) + 2} varints of 1 to 10 bytes, at position 0 and in the middle"
+
+
+def size_quiz() -> dict[str, Any]:
+    """Exercise 2.4's small messages, by label."""
+    return {
+        "a": Person(name="Ada"),
+        "b": Person(age=36),
+        "c": Person(age=150),
+        "d": Person(name="Ada", age=36),
+        "e": Person(hobbies=["go", "tea"]),
+        "f": Person(address=Person.Address(city="Oslo")),
+        "g": Person(age=0, gender=Person.GENDER_UNSPECIFIED),
+        "h": Person(age=-1),
+    }
+
+
+@exercise(
+    "2.4",
+    "Predict the size",
+    notebook=LESSON,
+    hint="Each set field costs 1 tag byte (field numbers 1-15) plus its value: a varint is 1 byte "
+    "up to 127, 2 bytes up to 16383, and 10 bytes for any negative int32; a string or a "
+    "nested message costs 1 length byte plus its bytes. Fields equal to their default cost 0.",
+)
+def sizes(predictions: Callable[[], dict[str, int]]) -> str:
+    guesses = predictions()
+    quiz = size_quiz()
+    expect(isinstance(guesses, dict) and set(guesses) == set(quiz),
+           f"predicted_sizes() should return a dict with the keys {sorted(quiz)}, got {guesses!r}")
+    wrong = [f"{label}: you said {guesses[label]}, it is {message.ByteSize()}"
+             for label, message in quiz.items() if guesses[label] != message.ByteSize()]
+    expect(not wrong, f"{len(wrong)} of {len(quiz)} predictions are off: " + "; ".join(wrong))
+    return f"all {len(quiz)} predictions match SerializeToString()"
+
+
+def _plain(message: Message, name: str) -> Any:
+    """A field's value, with repeated fields as a plain list (comparable across classes)."""
+    value = getattr(message, name)
+    return list(value) if message.DESCRIPTOR.fields_by_name[name].is_repeated else value
+
+
+def _field(cls: type[Message], name: str) -> FieldDescriptor | None:
+    return cls.DESCRIPTOR.fields_by_name.get(name)
+
+
+def _describe(message: Message) -> str:
+    return json_format.MessageToJson(message, indent=None) or "{}"
+
+
+@exercise(
+    "2.5",
+    "Evolve a message compatibly",
+    notebook=LESSON,
+    hint="Keep name = 1, email = 2 and repeated phones = 4 as they are; delete age, write "
+    "`reserved 3;` and `reserved \"age\";`, and add `int32 birth_year = 5;` (any unused "
+    "number other than 3). Use `package evolution.v3;`.",
+)
+def evolution(contact_v3_proto: Callable[[], str]) -> str:
+    text = contact_v3_proto()
+    expect("package evolution.v3;" in text, "the .proto must say `package evolution.v3;`")
+    old = compile_isolated(CONTACT_V2, "contacts_v2.proto", "evolution.v2.Contact")
+    new = compile_isolated(text, "contacts_v3.proto", "evolution.v3.Contact")
+    for name, number, repeated in (("name", 1, False), ("email", 2, False), ("phones", 4, True)):
+        fd = _field(new, name)
+        expect(fd is not None and fd.number == number and fd.type == FieldDescriptor.TYPE_STRING
+               and fd.is_repeated == repeated,
+               f"v3 must keep `{'repeated ' if repeated else ''}string {name} = {number};` "
+               "unchanged: old writers and readers still use it")
+    expect(_field(new, "age") is None, "v3 still has the field age; remove it")
+    birth = _field(new, "birth_year")
+    expect(birth is not None and birth.type == FieldDescriptor.TYPE_INT32 and not birth.is_repeated,
+           "v3 needs a field `int32 birth_year`")
+    expect(birth.number != 3, "birth_year reuses number 3, age's number: an old writer's age 36 "
+           "would be read as the birth year 36. Give it a new number and reserve 3")
+    reserved = new.DESCRIPTOR
+    expect(any(start <= 3 < end for start, end in _reserved_ranges(reserved)),
+           "number 3 is not reserved: write `reserved 3;` so nobody reuses it")
+    expect("age" in _reserved_names(reserved),
+           'the name "age" is not reserved: write `reserved "age";` (JSON and text use names)')
+
+    written_by_old = old(name="Ada", email="ada@example.org", age=36, phones=["+44 20 0000"])
+    read_by_new = new.FromString(written_by_old.SerializeToString())
+    for name in ("name", "email", "phones"):
+        expect_equal(_plain(read_by_new, name), _plain(written_by_old, name),
+                     f"v3 reading v2's bytes, field {name},")
+    expect_equal(read_by_new.birth_year, 0, "v3 reading v2's age 36, birth_year")
+
+    written_by_new = new(name="Grace", birth_year=1906, phones=["+1 555 0100"])
+    read_by_old = old.FromString(written_by_new.SerializeToString())
+    expect_equal((read_by_old.name, read_by_old.age, list(read_by_old.phones)),
+                 ("Grace", 0, ["+1 555 0100"]), "v2 reading v3's bytes (name, age, phones)")
+    passed_on = new.FromString(read_by_old.SerializeToString())
+    expect(passed_on == written_by_new,
+           "v3 -> v2 -> v3 lost data: " + _describe(passed_on))
+    return ("v3 compiles, reserves 3 and \"age\"; v2 and v3 read each other's bytes, "
+            "and v2 passes birth_year on untouched")
+
+
+def _reserved_ranges(descriptor: Any) -> list[tuple[int, int]]:
+    proto = descriptor_pb2.DescriptorProto()
+    descriptor.CopyToProto(proto)
+    return [(r.start, r.end) for r in proto.reserved_range]
+
+
+def _reserved_names(descriptor: Any) -> list[str]:
+    proto = descriptor_pb2.DescriptorProto()
+    descriptor.CopyToProto(proto)
+    return list(proto.reserved_name)
