@@ -11,5 +11,26 @@ from helpers.reference.calculator import (
     calculator_pb2,
     calculator_pb2_grpc,
 )
+from helpers.reference.route_guide import (
+    Person,
+    RouteGuide,
+    person_pb2,
+    route_guide_pb2,
+    route_guide_pb2_grpc,
+    sample_people,
+)
+from helpers.reference.users import (
+    EmailTaken,
+    UserService,
+    UserStore,
+    field_errors,
+    users_pb2,
+    users_pb2_grpc,
+)
 
-__all__ = ["INT32_MAX", "INT32_MIN", "Calculator", "calculator_pb2", "calculator_pb2_grpc"]
+__all__ = [
+    "INT32_MAX", "INT32_MIN", "Calculator", "calculator_pb2", "calculator_pb2_grpc",
+    "Person", "RouteGuide", "person_pb2", "route_guide_pb2", "route_guide_pb2_grpc",
+    "sample_people",
+    "EmailTaken", "UserService", "UserStore", "field_errors", "users_pb2", "users_pb2_grpc",
+]

@@ -1,0 +1,248 @@
+"""Checks for lesson 05, user service."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from concurrent import futures
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from helpers.checks.core import Mismatch, exercise, expect, expect_equal, stub_for
+from helpers.reference import UserService, UserStore, field_errors, users_pb2 as pb2
+
+LESSON = "05_user_service"
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@contextmanager
+def _switch_often() -> Iterator[None]:
+    """Switch threads every microsecond, so that a missing lock shows up at once."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _concurrent_creates(store: Any, count: int) -> list[int]:
+    """`count` creates (and some page reads) from 16 threads; the ids handed out."""
+    with _switch_often(), futures.ThreadPoolExecutor(max_workers=16) as pool:
+        creates = [pool.submit(store.create, f"user {i}", f"user{i}@example.com")
+                   for i in range(count)]
+        reads = [pool.submit(store.page, 0, 2 * count) for _ in range(50)]
+        errors = [call.exception() for call in creates + reads if call.exception() is not None]
+    expect(not errors, f"{len(errors)} of {count} concurrent creates and 50 page reads raised, "
+           f"e.g. {type(errors[0]).__name__}: {errors[0]}" if errors else "")
+    return [call.result().id for call in creates]
+
+
+def _same_email_race(store_class: type, threads: int = 20) -> int:
+    """How many of `threads` simultaneous creates with one email succeed."""
+    store = store_class()
+    for i in range(200):
+        store.create(f"earlier {i}", f"earlier{i}@example.com")
+    start = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def create() -> None:
+        start.wait()
+        try:
+            store.create("twin", "twin@example.com")
+            outcomes.append("created")
+        except Exception as error:
+            outcomes.append(type(error).__name__)
+
+    with _switch_often():
+        workers = [threading.Thread(target=create) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    return outcomes.count("created")
+
+
+@exercise(
+    "5.1",
+    "A store that is safe behind a thread pool",
+    notebook=LESSON,
+    hint="Hold the lock for the whole operation: `with self._lock: return super().create(name, "
+    "email)`. The email check, the new id and the insert must all happen under it.",
+)
+def safe_store(store_class: Any) -> str:
+    expect(isinstance(store_class, type), "pass the class SafeUserStore itself, not an instance")
+    store_class().create("probe", "probe@example.com")  # raises if not solved yet
+    store, count = store_class(), 1000
+    ids = _concurrent_creates(store, count)
+    expect(sorted(ids) == list(range(1, count + 1)),
+           f"{count} concurrent creates handed out {len(set(ids))} distinct ids; "
+           f"expected 1 to {count}, each once")
+    stored, _ = store.page(0, 2 * count)
+    expect_equal(len(stored), count, f"the number of users stored after {count} creates")
+    for round_number in range(5):
+        created = _same_email_race(store_class)
+        expect(created == 1, f"20 threads created the same email at once and {created} succeeded "
+               "(expected exactly 1): the email check and the insert need the same lock")
+    return f"{count} concurrent creates got distinct ids 1..{count}; duplicate emails refused"
+
+
+def _rejected_fields(rpc: Callable, request: Any, what: str) -> set[str]:
+    """Call `rpc`; it must fail with INVALID_ARGUMENT and a BadRequest; return the fields."""
+    try:
+        rpc(request, timeout=5)
+    except grpc.RpcError as error:
+        expect(error.code() == INVALID,
+               f"{what} ended with {error.code().name} ({error.details()}), "
+               "expected INVALID_ARGUMENT")
+        fields = field_errors(error)
+        expect(bool(fields), f"{what} gave INVALID_ARGUMENT without a BadRequest detail: "
+               "call reject(context, violations)")
+        return set(fields)
+    raise Mismatch(f"{what} succeeded, expected INVALID_ARGUMENT")
+
+
+def _create(name: str, email: str) -> pb2.CreateUserRequest:
+    return pb2.CreateUserRequest(name=name, email=email)
+
+
+@exercise(
+    "5.2",
+    "Validate with the right codes",
+    notebook=LESSON,
+    hint="Collect FieldViolation(field='name' or 'email', description=...) from "
+    "request.name.strip() and EMAIL_PATTERN.fullmatch(request.email); if any, call "
+    "reject(context, violations). Then `try: return self.store.create(name, request.email)` "
+    "and `except EmailTaken: context.abort(grpc.StatusCode.ALREADY_EXISTS, ...)`.",
+)
+def validation(service_class: Any) -> str:
+    with stub_for("users", "UserService", service_class(UserStore())) as stub:
+        user = stub.CreateUser(_create("  Ada  ", "ada@example.com"), timeout=5)
+        expect_equal((user.id, user.name, user.email), (1, "Ada", "ada@example.com"),
+                     "CreateUser('  Ada  ', 'ada@example.com') returned (id, name, email)")
+        expect(user.created_at.seconds > 0, "the created user has no created_at")
+        long_name = "x" * 101
+        cases = [(("", "bo@example.com"), {"name"}), (("   ", "bo@example.com"), {"name"}),
+                 ((long_name, "bo@example.com"), {"name"}), (("Bo", "not-an-email"), {"email"}),
+                 (("Bo", "bo@example"), {"email"}), (("Bo", "bo @example.com"), {"email"}),
+                 (("", "nope"), {"name", "email"})]
+        for (name, email), fields in cases:
+            what = f"CreateUser({name[:12]!r}, {email!r})"
+            expect_equal(_rejected_fields(stub.CreateUser, _create(name, email), what), fields,
+                         f"the fields rejected by {what}")
+        stub.CreateUser(_create("x" * 100, "long@example.com"), timeout=5)
+        try:
+            stub.CreateUser(_create("Ada again", "ada@example.com"), timeout=5)
+        except grpc.RpcError as error:
+            expect(error.code() == grpc.StatusCode.ALREADY_EXISTS,
+                   f"a duplicate email ended with {error.code().name}, expected ALREADY_EXISTS")
+        else:
+            raise Mismatch("CreateUser with an email already in use succeeded")
+    return f"valid users created; {len(cases)} bad requests got their field violations; " \
+           "a duplicate email got ALREADY_EXISTS"
+
+
+def _walk(stub: Any, page_size: int, store: UserStore | None = None) -> list[list[int]]:
+    """The ids of each page; with `store`, delete user 3 after the first page."""
+    pages, request = [], pb2.ListUsersRequest(page_size=page_size)
+    while len(pages) < 20:
+        reply = stub.ListUsers(request, timeout=5)
+        pages.append([user.id for user in reply.users])
+        if not reply.next_page_token:
+            return pages
+        if store is not None and len(pages) == 1:
+            store.delete(3)
+        request.page_token = reply.next_page_token
+    raise Mismatch(f"ListUsers(page_size={page_size}) still had a next_page_token after 20 pages")
+
+
+@exercise(
+    "5.3",
+    "Pagination with tokens",
+    notebook=LESSON,
+    hint="Put a page_size outside 0..MAX_PAGE_SIZE and a page_token that decode_page_token "
+    "rejects (ValueError) into violations; then users, more = self.store.page(after_id, "
+    "request.page_size or DEFAULT_PAGE_SIZE), and next_page_token = "
+    "encode_page_token(users[-1].id) if more else ''.",
+)
+def pagination(service_class: Any) -> str:
+    store = UserStore()
+    for i in range(1, 26):
+        store.create(f"user {i}", f"user{i}@example.com")
+    with stub_for("users", "UserService", service_class(store)) as stub:
+        ids = list(range(1, 26))
+        expect_equal(_walk(stub, 10), [ids[:10], ids[10:20], ids[20:]],
+                     "the ids on each page of 10 (25 users)")
+        expect_equal(_walk(stub, 0), [ids[:10], ids[10:20], ids[20:]],
+                     "the pages for page_size 0 (the default, 10)")
+        expect_equal(_walk(stub, 25), [ids], "the pages for page_size 25 (exactly all users)")
+        expect_equal(_walk(stub, 10, store=store)[1][0], 11,
+                     "the first id on page 2 after user 3 (on page 1) was deleted; a token "
+                     "should remember the last id seen, not an offset: so")
+        for request, fields in [
+            (pb2.ListUsersRequest(page_size=-1), {"page_size"}),
+            (pb2.ListUsersRequest(page_size=101), {"page_size"}),
+            (pb2.ListUsersRequest(page_token="garbage"), {"page_token"}),
+            (pb2.ListUsersRequest(page_size=500, page_token="after:3"), {"page_size", "page_token"}),
+        ]:
+            what = f"ListUsers(page_size={request.page_size}, page_token={request.page_token!r})"
+            expect_equal(_rejected_fields(stub.ListUsers, request, what), fields,
+                         f"the fields rejected by {what}")
+        stub.ListUsers(pb2.ListUsersRequest(page_size=100), timeout=5)
+    return "pages of 10, 0 (default) and 25 are right, tokens survive a delete, bad input rejected"
+
+
+class _ServiceWithMixedDetails(UserService):
+    """GetUser(7) fails with two details: a RetryInfo, then a BadRequest."""
+
+    def GetUser(self, request, context):
+        if request.id != 7:
+            return super().GetUser(request, context)
+        retry, bad = any_pb2.Any(), any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+        bad.Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="id", description="7 is reserved")]))
+        status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="id: 7 is reserved",
+                                   details=[retry, bad])
+        context.abort_with_status(rpc_status.to_status(status))
+
+
+def _error_of(rpc: Callable, request: Any) -> grpc.RpcError:
+    try:
+        rpc(request, timeout=5)
+    except grpc.RpcError as error:
+        return error
+    raise AssertionError("the check expected this call to fail")
+
+
+@exercise(
+    "5.4",
+    "Read the field violations",
+    notebook=LESSON,
+    hint="status = rpc_status.from_call(error) is None when there are no details; otherwise "
+    "for detail in status.details: if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR), "
+    "Unpack it into error_details_pb2.BadRequest() and read its field_violations.",
+)
+def read_field_errors(learner_field_errors: Callable[[grpc.RpcError], dict[str, str]]) -> str:
+    with stub_for("users", "UserService", _ServiceWithMixedDetails()) as stub:
+        cases = [
+            ("CreateUser('', 'nope')", stub.CreateUser, _create("", "nope"),
+             {"name": "must not be empty", "email": "must look like name@example.com"}),
+            ("ListUsers(page_size=-5, page_token='x')", stub.ListUsers,
+             pb2.ListUsersRequest(page_size=-5, page_token="x"),
+             {"page_size": "must be between 0 and 100",
+              "page_token": "must be a next_page_token from ListUsers"}),
+            ("GetUser(999), a NOT_FOUND without details", stub.GetUser,
+             pb2.GetUserRequest(id=999), {}),
+            ("GetUser(7), with a RetryInfo before its BadRequest", stub.GetUser,
+             pb2.GetUserRequest(id=7), {"id": "7 is reserved"}),
+        ]
+        for what, rpc, request, expected in cases:
+            got = learner_field_errors(_error_of(rpc, request))
+            expect_equal(got, expected, f"field_errors for {what}")
+    return f"{len(cases)} errors read: violations found, other details skipped, no details gives {{}}"
