@@ -76,7 +76,17 @@ class AioServer:
 _running: dict[str, Server | AioServer] = {}
 
 
-def _bind(grpc_server: grpc.Server | grpc.aio.Server, credentials: Any) -> int:
+def _add_and_bind(
+    grpc_server: grpc.Server | grpc.aio.Server,
+    add_to_server: AddToServer,
+    servicer: Any,
+    setup: Setup | None,
+    credentials: grpc.ServerCredentials | None,
+) -> int:
+    """Register the service(s), bind 127.0.0.1 on a free port, and return the port."""
+    add_to_server(servicer, grpc_server)
+    if setup is not None:
+        setup(grpc_server)
     address = "127.0.0.1:0"
     if credentials is None:
         port = grpc_server.add_insecure_port(address)
@@ -119,10 +129,7 @@ def serve(
         options=list(options),
         maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
-    add_to_server(servicer, grpc_server)
-    if setup is not None:
-        setup(grpc_server)
-    port = _bind(grpc_server, credentials)
+    port = _add_and_bind(grpc_server, add_to_server, servicer, setup, credentials)
     grpc_server.start()
     server = Server(name=name, port=port, grpc_server=grpc_server)
     _running[name] = server
@@ -150,10 +157,7 @@ async def serve_aio(
         options=list(options),
         maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
-    add_to_server(servicer, grpc_server)
-    if setup is not None:
-        setup(grpc_server)
-    port = _bind(grpc_server, credentials)
+    port = _add_and_bind(grpc_server, add_to_server, servicer, setup, credentials)
     await grpc_server.start()
     server = AioServer(name=name, port=port, grpc_server=grpc_server)
     _running[name] = server
