@@ -142,3 +142,15 @@ def test_nbval_markers_stand_alone_on_their_line(path) -> None:
         for line in cell.source.splitlines():
             if "NBVAL_" in line:
                 assert re.fullmatch(r"# NBVAL_[A-Z_]+", line.strip()), line
+
+
+LOCAL_LINK = re.compile(r"\]\(([^)#\s]+\.(?:ipynb|proto|md))(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_links_to_course_files_point_to_files_that_exist(path) -> None:
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for target in LOCAL_LINK.findall(cell.source):
+                if "://" not in target:
+                    assert (path.parent / target).exists(), f"broken link to {target}"

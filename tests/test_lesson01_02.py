@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -11,27 +10,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import check, jsonrpc
-from helpers.checks import CheckFailed
+from helpers import jsonrpc
 from helpers.checks.lesson01 import reference_dispatch
 from helpers.checks.lesson02 import CONTACT_V2, Person, compile_isolated, size_quiz
 from helpers.jsonrpc import RemoteError, error_reply, receive_json, send_json
 from helpers.widgets import decode_varint as reference_varint
 
-from conftest import SOLUTIONS
+from conftest import SOLUTIONS, fails, passes
 
 
-def passes(capsys, exercise_id: str, *args) -> None:
-    check(exercise_id, *args)
-    assert capsys.readouterr().out.startswith(f"✅ Exercise {exercise_id} (")
-
-
-def fails(capsys, exercise_id: str, *args) -> str:
-    with pytest.raises(CheckFailed):
-        check(exercise_id, *args)
-    out = capsys.readouterr().out
-    assert out.startswith(f"❌ Exercise {exercise_id} (") and "Hint: " in out
-    return out
 
 
 def unsolved(*args, **kwargs):

@@ -12,10 +12,10 @@ from typing import Any, Iterator
 
 import grpc
 import pytest
+from conftest import fails, passes
 from grpc_reflection.v1alpha import reflection
 
-from helpers import check, grpcurl
-from helpers.checks import CheckFailed
+from helpers import grpcurl
 from helpers.reference import (
     EmailTaken,
     RouteGuide,
@@ -31,18 +31,6 @@ from helpers.reference import (
 from helpers.servers import serve
 
 
-def passes(capsys: Any, exercise_id: str, answer: Any) -> None:
-    check(exercise_id, answer)
-    assert capsys.readouterr().out.startswith(f"✅ Exercise {exercise_id} (")
-
-
-def fails(capsys: Any, exercise_id: str, answer: Any) -> str:
-    """Run a check that must fail; return what it printed."""
-    with pytest.raises(CheckFailed):
-        check(exercise_id, answer)
-    out = capsys.readouterr().out
-    assert out.startswith(f"❌ Exercise {exercise_id} (") and "Hint: " in out
-    return out
 
 
 # Lesson 04 ---------------------------------------------------------------------------

@@ -3,6 +3,15 @@
 from helpers.checks.core import EXERCISES, CheckFailed, check
 
 # Importing a lesson's module registers its exercises.
-from helpers.checks import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05  # noqa: E402, F401
+from helpers.checks import (  # noqa: E402, F401
+    lesson00,
+    lesson01,
+    lesson02,
+    lesson03,
+    lesson04,
+    lesson05,
+    lesson06,
+    lesson07,
+)
 
 __all__ = ["EXERCISES", "CheckFailed", "check"]

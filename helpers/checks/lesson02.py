@@ -79,7 +79,7 @@ def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
         expected = ["pinger_pb2.py", "pinger_pb2.pyi", "pinger_pb2_grpc.py"]
         expect_equal(sorted(names or []), expected, "the files compile_proto returned")
         expect_equal(sorted(path.name for path in out_dir.iterdir()), expected,
-                     f"the files in out_dir")
+                     "the files in out_dir")
         expect("class PingerStub" in (out_dir / "pinger_pb2_grpc.py").read_text(),
                "pinger_pb2_grpc.py has no PingerStub: was --grpc_python_out given?")
         broken = source / "broken.proto"

@@ -1,0 +1,293 @@
+"""Checks for lesson 06, streaming.
+
+Every call a check makes has a deadline, so a servicer that hangs fails the
+check within seconds instead of hanging the notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import tracemalloc
+from collections import abc
+from typing import Any, Iterator
+
+import grpc
+
+from helpers import protos
+from helpers.checks.core import (
+    Mismatch, describe_rpc_error, exercise, expect, expect_equal, stub_for,
+)
+from helpers.routeguide import (
+    AREA, RouteGuide as ReferenceGuide, distance_m, make_features, routeguide_pb2 as pb2,
+)
+
+LESSON = "06_streaming"
+files_pb2, _ = protos.load("files")
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
+TIMEOUT = 5  # seconds: the deadline of every call a check makes
+
+
+def _guide(servicer: Any, features: list) -> Any:
+    """The learner's route guide over `features` (a class is built with them)."""
+    return servicer(features) if isinstance(servicer, type) else servicer
+
+
+def _point(lat: int, lng: int) -> Any:
+    return pb2.Point(latitude=lat, longitude=lng)
+
+
+def expect_error_status(error: grpc.RpcError | None, expected: grpc.StatusCode,
+                        what: str) -> None:
+    """Fail unless a call ended with `error` of code `expected` and a message (None: it worked)."""
+    if error is None:
+        raise Mismatch(f"{what} succeeded, expected it to fail with {expected.name}")
+    expect(error.code() == expected,
+           f"{what} ended with {describe_rpc_error(error)}, expected {expected.name}")
+    expect(bool(error.details()), f"{what} gave {expected.name} but no message (details)")
+
+
+def _expect_stream_status(call: Any, expected: grpc.StatusCode, what: str) -> None:
+    """Run a call (streaming or not) to its end; fail unless it ends with `expected`."""
+    try:
+        result = call()
+        if isinstance(result, abc.Iterator):
+            list(result)
+    except grpc.RpcError as error:
+        expect_error_status(error, expected, what)
+        return
+    expect_error_status(None, expected, what)
+
+
+@exercise(
+    "6.1",
+    "ListFeatures within a rectangle",
+    notebook=LESSON,
+    hint="Loop over self.features and `yield feature` when its location is inside: latitude "
+    "between min(lo.latitude, hi.latitude) and max(...), the same for longitude, edges included.",
+)
+def list_features(servicer: Any) -> str:
+    features = make_features(count=60, seed=61)
+    guide = _guide(servicer, features)
+    reference = ReferenceGuide(guide.features)
+    lo, hi = _point(402_000_000, -748_000_000), _point(407_000_000, -742_000_000)
+    one = guide.features[0].location
+    rectangles = {
+        "a rectangle inside the area": pb2.Rectangle(lo=lo, hi=hi),
+        "the same rectangle with lo and hi swapped": pb2.Rectangle(lo=hi, hi=lo),
+        "a rectangle with lo at the north-west corner": pb2.Rectangle(
+            lo=_point(hi.latitude, lo.longitude), hi=_point(lo.latitude, hi.longitude)),
+        "a rectangle that is exactly one feature's point": pb2.Rectangle(lo=one, hi=one),
+        "the whole area": AREA,
+        "a rectangle with no features": pb2.Rectangle(lo=_point(0, 0), hi=_point(10, 10)),
+    }
+    with stub_for("routeguide", "RouteGuide", guide) as stub:
+        for what, rectangle in rectangles.items():
+            got = sorted(f.name for f in stub.ListFeatures(rectangle, timeout=TIMEOUT))
+            expected = sorted(f.name for f in reference.ListFeatures(rectangle, None))
+            expect(got == expected, f"for {what}, expected {len(expected)} features, "
+                   f"got {len(got)}" + (f" (e.g. {got[:2]})" if got else ""))
+        _expect_stream_status(
+            lambda: stub.ListFeatures(pb2.Rectangle(lo=lo), timeout=TIMEOUT),
+            INVALID_ARGUMENT, "ListFeatures with no hi corner")
+    return f"{len(rectangles)} rectangles streamed the right features; a missing corner is refused"
+
+
+@exercise(
+    "6.2",
+    "RecordRoute's summary",
+    notebook=LESSON,
+    hint="for point in request_iterator: call require_valid_point(point, context), count it, "
+    "count it as a feature when feature_at(self.features, point) is not None, and add "
+    "distance_m(previous, point) from the second point on; return int(distance) in the summary.",
+)
+def record_route(servicer: Any) -> str:
+    features = make_features(count=40, seed=62)
+    guide = _guide(servicer, features)
+    route = [f.location for f in guide.features[:5]] + [_point(403_000_000, -741_234_567)]
+    route.append(route[0])  # back to the start: a point may be visited twice
+    distance = sum(distance_m(a, b) for a, b in zip(route, route[1:]))
+    with stub_for("routeguide", "RouteGuide", guide) as stub:
+        summary = stub.RecordRoute(iter(route), timeout=TIMEOUT)
+        expect_equal(summary.point_count, len(route), "point_count for a 7-point route")
+        expect_equal(summary.feature_count, 6, "feature_count (6 of the 7 points are features)")
+        expect(abs(summary.distance - distance) <= len(route),
+               f"distance: expected about {int(distance)} m, got {summary.distance}")
+        expect(0 <= summary.elapsed_time <= TIMEOUT,
+               f"elapsed_time: expected a few seconds at most, got {summary.elapsed_time}")
+        empty = stub.RecordRoute(iter([]), timeout=TIMEOUT)
+        expect_equal((empty.point_count, empty.feature_count, empty.distance), (0, 0, 0),
+                     "(point_count, feature_count, distance) for a route with no points")
+        bad = [route[0], _point(95 * 10**7, 0)]
+        _expect_stream_status(lambda: stub.RecordRoute(iter(bad), timeout=TIMEOUT),
+                              INVALID_ARGUMENT, "RecordRoute with a latitude of 95 degrees")
+    return "a 7-point route, an empty route and an invalid point got the right answers"
+
+
+def _upload_requests(name: str | None, data: bytes, size: int,
+                     pulled: list[int] | None = None) -> Iterator[Any]:
+    """UploadRequest messages: the info first (unless name is None), then chunks of `size`."""
+    if name is not None:
+        yield files_pb2.UploadRequest(info=files_pb2.FileInfo(name=name))
+    for start in range(0, len(data), size):
+        if pulled is not None:
+            pulled[0] += 1
+        yield files_pb2.UploadRequest(chunk=data[start:start + size])
+
+
+def _endless_chunks(count: int, size: int, pulled: list[int]) -> Iterator[Any]:
+    yield files_pb2.UploadRequest(info=files_pb2.FileInfo(name="huge.bin"))
+    chunk = bytes(size)
+    for _ in range(count):
+        pulled[0] += 1
+        yield files_pb2.UploadRequest(chunk=chunk)
+
+
+def _peak_traced_bytes(run: Any) -> int:
+    """Run `run()` and return the peak of memory Python allocated meanwhile (tracemalloc)."""
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        run()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
+@exercise(
+    "6.3",
+    "The upload limit",
+    notebook=LESSON,
+    hint="for message in request_iterator: add len(message.chunk) to size; as soon as size > "
+    "self.max_bytes call context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, ...); otherwise "
+    "digest.update(message.chunk) and count the chunk. Keep no list of chunks.",
+)
+def upload_limit(servicer: Any) -> str:
+    limit = 200_000
+    store = servicer(max_bytes=limit) if isinstance(servicer, type) else servicer
+    limit = getattr(store, "max_bytes", limit)
+    data = bytes(range(256)) * (150_000 // 256)
+    exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
+    with stub_for("files", "FileStore", store) as stub:
+        summary = stub.Upload(_upload_requests("a.bin", data, 16_384), timeout=TIMEOUT)
+        expected = ("a.bin", len(data), 10, hashlib.sha256(data).hexdigest())
+        expect_equal((summary.name, summary.size, summary.chunks, summary.sha256), expected,
+                     "(name, size, chunks, sha256) for a 10-chunk upload")
+        exact = bytes(limit)
+        summary = stub.Upload(_upload_requests("edge.bin", exact, 50_000), timeout=TIMEOUT)
+        expect_equal(summary.size, limit, "size of an upload of exactly max_bytes (allowed)")
+        _expect_stream_status(
+            lambda: stub.Upload(_upload_requests("big.bin", bytes(limit + 1), 50_000),
+                                timeout=TIMEOUT),
+            exhausted, "an upload one byte over max_bytes")
+        _expect_stream_status(
+            lambda: stub.Upload(_upload_requests(None, data, 16_384), timeout=TIMEOUT),
+            INVALID_ARGUMENT, "an upload whose first message is a chunk, not info")
+        twice = [*_upload_requests("a.bin", data[:100], 50), *_upload_requests("b.bin", b"", 1)]
+        _expect_stream_status(lambda: stub.Upload(iter(twice), timeout=TIMEOUT),
+                              INVALID_ARGUMENT, "an upload that sends info a second time")
+        # A 64 MB upload against a 200 KB limit: refused while it is still arriving?
+        pulled = [0]
+        _expect_stream_status(
+            lambda: stub.Upload(_endless_chunks(4000, 16_384, pulled), timeout=TIMEOUT),
+            exhausted, "a 64 MB upload")
+        expect(pulled[0] < 2000, f"the server read all {pulled[0]} chunks of a 64 MB upload "
+               "before refusing it: check the size as each chunk arrives")
+        # 2 MB under a 4 MB limit: does the server keep the chunks?
+        big_store = servicer(max_bytes=4_000_000) if isinstance(servicer, type) else store
+        two_mb = bytes(2_000_000)
+        with stub_for("files", "FileStore", big_store) as big_stub:
+            peak = _peak_traced_bytes(lambda: big_stub.Upload(
+                _upload_requests("two-mb.bin", two_mb, 16_384), timeout=TIMEOUT))
+        expect(peak < 1_000_000, f"uploading 2 MB raised Python's memory use by {peak:,} bytes: "
+               "keep a running size and hash, not the chunks")
+    return ("size, chunk count and sha256 are right; an upload over the limit gets "
+            "RESOURCE_EXHAUSTED while it is arriving; memory stays flat")
+
+
+class _Chat:
+    """A RouteChat call driven one note at a time, with bounded waits for replies."""
+
+    def __init__(self, stub: Any) -> None:
+        self.outbox: queue.Queue = queue.Queue()
+        self.inbox: queue.Queue = queue.Queue()
+        self.call = stub.RouteChat(iter(self.outbox.get, None), timeout=TIMEOUT)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            for reply in self.call:
+                self.inbox.put(reply)
+        except grpc.RpcError as error:
+            self.inbox.put(error)
+        self.inbox.put(None)  # end of the reply stream
+
+    def send(self, note: Any) -> None:
+        self.outbox.put(note)
+
+    def receive(self, wait: float, what: str, end_ok: bool = False) -> Any:
+        """The next reply (None at the end of the stream if `end_ok`); fail after `wait` s."""
+        try:
+            reply = self.inbox.get(timeout=wait)
+        except queue.Empty:
+            raise Mismatch(f"no reply within {wait:.0f} s {what}: the server must yield "
+                           "replies while the client is still sending") from None
+        if isinstance(reply, grpc.RpcError):
+            raise reply
+        expect(reply is not None or end_ok, f"the reply stream ended early, {what}")
+        return reply
+
+    def close(self) -> list:
+        """Close our side; return the replies still to come (bounded wait)."""
+        self.outbox.put(None)
+        rest = []
+        while (reply := self.receive(TIMEOUT, "after the client closed its stream",
+                                     end_ok=True)) is not None:
+            rest.append(reply)
+        return rest
+
+    def abandon(self) -> None:
+        self.outbox.put(None)
+        self.call.cancel()
+
+
+@exercise(
+    "6.4",
+    "A chat that interleaves",
+    notebook=LESSON,
+    hint="for note in request_iterator: require_valid_point(note.location, context, ...), then "
+    "`yield` every earlier note whose location == note.location, then notes.append(note). "
+    "Yield inside the loop: never read the whole request_iterator first.",
+)
+def route_chat(servicer: Any) -> str:
+    guide = _guide(servicer, make_features(count=20, seed=64))
+    here, there = _point(404_000_000, -745_000_000), _point(405_000_000, -746_000_000)
+    notes = [pb2.RouteNote(location=p, message=m)
+             for p, m in [(here, "a"), (here, "b"), (there, "x"), (here, "c")]]
+    with stub_for("routeguide", "RouteGuide", guide) as stub:
+        chat = _Chat(stub)
+        try:
+            chat.send(notes[0])
+            chat.send(notes[1])
+            got = chat.receive(2, "after the 2nd note at the same place")
+            expect_equal(got.message, "a", "the reply to the 2nd note at the same place")
+            chat.send(notes[2])
+            chat.send(notes[3])
+            got = [chat.receive(2, "after the 3rd note at the same place").message
+                   for _ in range(2)]
+            expect_equal(got, ["a", "b"], "the replies to the 3rd note at the same place")
+            rest = chat.close()
+            expect(not rest, f"unexpected replies after the last note: "
+                   f"{[r.message for r in rest]}")
+        finally:
+            chat.abandon()
+        bad = pb2.RouteNote(location=_point(0, 190 * 10**7), message="?")
+        _expect_stream_status(lambda: stub.RouteChat(iter([bad]), timeout=TIMEOUT),
+                              INVALID_ARGUMENT, "a note at longitude 190 degrees")
+    return "replies came back while the client was still sending, in order; bad input is refused"

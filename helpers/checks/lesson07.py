@@ -1,0 +1,240 @@
+"""Checks for lesson 07, asyncio.
+
+A check is called from a notebook cell, while the kernel's event loop is busy
+running that cell. So each check runs its async code with `asyncio.run` in a
+thread of its own, on a fresh event loop, and gives up after a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import grpc
+
+from helpers import protos
+from helpers.checks.core import exercise, expect, expect_equal, within
+from helpers.checks.lesson06 import expect_error_status
+from helpers.reference import INT32_MAX, calculator_pb2 as calc_pb2, calculator_pb2_grpc
+from helpers.routeguide import AREA, RouteGuide as ReferenceGuide, make_features, routeguide_pb2
+from helpers.servers import serve_aio
+
+LESSON = "07_asyncio"
+TIMEOUT = 5  # seconds: the deadline of every call a check makes
+T = TypeVar("T")
+_ids = itertools.count(1)
+
+
+def run_in_fresh_loop(make_coroutine: Callable[[], Awaitable[T]], seconds: float = 15) -> T:
+    """Run `make_coroutine()` on a new event loop in a new thread; fail after `seconds`."""
+    return within(seconds, lambda: asyncio.run(make_coroutine()),
+                  "an await that never finishes? every call needs a timeout")
+
+
+@asynccontextmanager
+async def aio_stub_for(proto: str, service: str, servicer: Any) -> AsyncIterator[Any]:
+    """Serve `servicer` on a fresh grpc.aio server; yield an async stub for it."""
+    _, pb2_grpc = protos.load(proto)
+    add_to_server = getattr(pb2_grpc, f"add_{service}Servicer_to_server")
+    server = await serve_aio(add_to_server, servicer, name=f"check-aio-{service}-{next(_ids)}")
+    try:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            yield getattr(pb2_grpc, f"{service}Stub")(channel)
+    finally:
+        await server.stop(None)
+
+
+async def expect_status_async(call: Awaitable, expected: grpc.StatusCode, what: str) -> None:
+    """Await a call; fail unless it ends with `expected` and a non-empty message."""
+    try:
+        await call
+    except grpc.RpcError as error:
+        expect_error_status(error, expected, what)
+        return
+    expect_error_status(None, expected, what)
+
+
+def _expect_async_methods(cls: Any, names: list[str], kind: Callable[[Any], bool],
+                          word: str) -> None:
+    for name in names:
+        method = getattr(cls, name, None)
+        expect(method is not None and kind(method),
+               f"{name} is not an {word}: declare it with `async def`")
+
+
+@exercise(
+    "7.1",
+    "An async unary servicer",
+    notebook=LESSON,
+    hint="Declare the methods with `async def`. Add returns AddReply(result=await in_int32(...)); "
+    "Divide checks request.b == 0 and calls `await context.abort(grpc.StatusCode."
+    "INVALID_ARGUMENT, ...)`: in grpc.aio, abort is a coroutine and does nothing without await.",
+)
+def async_unary(servicer: Any) -> str:
+    cls = servicer if isinstance(servicer, type) else type(servicer)
+    _expect_async_methods(cls, ["Add", "Divide"], inspect.iscoroutinefunction,
+                          "async method (coroutine function)")
+
+    async def run() -> None:
+        instance = servicer() if isinstance(servicer, type) else servicer
+        async with aio_stub_for("calculator", "Calculator", instance) as stub:
+            pairs = [(2, 3), (-7, 4), (1000, -1000)]
+            replies = await asyncio.gather(*(
+                stub.Add(calc_pb2.AddRequest(a=a, b=b), timeout=TIMEOUT) for a, b in pairs))
+            expect_equal([r.result for r in replies], [a + b for a, b in pairs],
+                         "results of 3 concurrent Add calls")
+            reply = await stub.Divide(calc_pb2.DivideRequest(a=7, b=2), timeout=TIMEOUT)
+            expect_equal(reply.result, 3.5, "Divide(7, 2)")
+            await expect_status_async(
+                stub.Divide(calc_pb2.DivideRequest(a=1, b=0), timeout=TIMEOUT),
+                grpc.StatusCode.INVALID_ARGUMENT, "Divide(1, 0)")
+            await expect_status_async(
+                stub.Add(calc_pb2.AddRequest(a=INT32_MAX, b=1), timeout=TIMEOUT),
+                grpc.StatusCode.OUT_OF_RANGE, "Add(INT32_MAX, 1)")
+
+    run_in_fresh_loop(run)
+    return "async Add and Divide answer right over grpc.aio; bad input gets a status code"
+
+
+@exercise(
+    "7.2",
+    "An async server stream",
+    notebook=LESSON,
+    hint="`async def ListFeatures(self, request, context)`: if rectangle_problem(request) "
+    "returns a message, `await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)`; then "
+    "`for feature in self.features: if in_rectangle(feature.location, request): yield feature`.",
+)
+def async_stream(servicer: Any) -> str:
+    cls = servicer if isinstance(servicer, type) else type(servicer)
+    _expect_async_methods(cls, ["ListFeatures"], inspect.isasyncgenfunction,
+                          "async generator (async def with yield)")
+    features = make_features(count=50, seed=72)
+    reference = ReferenceGuide(features)
+    lo = routeguide_pb2.Point(latitude=401_000_000, longitude=-749_000_000)
+    hi = routeguide_pb2.Point(latitude=406_000_000, longitude=-743_000_000)
+    rectangles = [routeguide_pb2.Rectangle(lo=lo, hi=hi), routeguide_pb2.Rectangle(lo=hi, hi=lo),
+                  AREA]
+
+    async def run() -> None:
+        instance = servicer(features) if isinstance(servicer, type) else servicer
+        async with aio_stub_for("routeguide", "RouteGuide", instance) as stub:
+            for rectangle in rectangles:
+                expected = sorted(f.name for f in reference.ListFeatures(rectangle, None))
+                got = sorted([f.name async for f in stub.ListFeatures(rectangle,
+                                                                       timeout=TIMEOUT)])
+                expect(got == expected, f"expected {len(expected)} features in a rectangle, "
+                       f"got {len(got)}")
+
+            async def drain() -> None:
+                async for _ in stub.ListFeatures(routeguide_pb2.Rectangle(lo=lo),
+                                                 timeout=TIMEOUT):
+                    pass
+
+            await expect_status_async(drain(), grpc.StatusCode.INVALID_ARGUMENT,
+                                      "ListFeatures with no hi corner")
+
+    run_in_fresh_loop(run)
+    return (f"{len(rectangles)} rectangles streamed the right features from an async "
+            "generator; a missing corner gets INVALID_ARGUMENT")
+
+
+class _CountingAdder(calculator_pb2_grpc.CalculatorServicer):
+    """Add that takes 50 ms and records how many calls were in flight at once."""
+
+    def __init__(self) -> None:
+        self.in_flight = self.most = self.calls = 0
+        self.without_deadline = 0
+
+    async def Add(self, request, context):
+        self.calls += 1
+        if context.time_remaining() is None:
+            self.without_deadline += 1
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            self.in_flight -= 1
+        return calc_pb2.AddReply(result=request.a + request.b)
+
+
+@exercise(
+    "7.3",
+    "Many calls, a bounded number in flight",
+    notebook=LESSON,
+    hint="Make `gate = asyncio.Semaphore(limit)`; write `async def one(a, b)` that does "
+    "`async with gate:` around `await stub.Add(..., timeout=5)`; then return "
+    "`await asyncio.gather(*(one(a, b) for a, b in pairs))`, which keeps the order of pairs.",
+)
+def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
+    expect(inspect.iscoroutinefunction(add_all),
+           "add_all is not an async function: declare it with `async def`")
+    pairs = [(i, 10 * i) for i in range(12)]
+
+    async def run() -> None:
+        for limit in (3, 5):
+            adder = _CountingAdder()
+            async with aio_stub_for("calculator", "Calculator", adder) as stub:
+                got = await asyncio.wait_for(add_all(stub, pairs, limit), timeout=TIMEOUT)
+            expect_equal(list(got), [a + b for a, b in pairs],
+                         f"add_all(stub, 12 pairs, limit={limit})")
+            expect_equal(adder.calls, len(pairs), f"number of Add calls with limit={limit}")
+            expect(adder.most <= limit, f"with limit={limit}, {adder.most} calls were in "
+                   "flight at once: hold an asyncio.Semaphore(limit) around each call")
+            expect(adder.most > 1, f"with limit={limit}, the calls ran one at a time: start "
+                   "them together with asyncio.gather")
+            expect(adder.without_deadline == 0,
+                   f"{adder.without_deadline} calls had no deadline: pass timeout=")
+
+    run_in_fresh_loop(run)
+    return "results in order; never more calls in flight than the limit, and more than one"
+
+
+@exercise(
+    "7.4",
+    "Blocking work off the event loop",
+    notebook=LESSON,
+    hint="In `async def Multiply`, call `await asyncio.to_thread(self.work, request.a, "
+    "request.b)` instead of `self.work(request.a, request.b)`: to_thread runs the blocking "
+    "function in a worker thread while the event loop keeps serving other calls.",
+)
+def off_the_loop(servicer: Any) -> str:
+    expect(isinstance(servicer, type), "pass the class (it is built with work=...), "
+           "not an instance")
+    _expect_async_methods(servicer, ["Multiply"], inspect.iscoroutinefunction,
+                          "async method (coroutine function)")
+    seen: dict[str, Any] = {"threads": set(), "in_flight": 0, "most": 0}
+    lock = threading.Lock()
+
+    def work(a: int, b: int) -> int:
+        with lock:
+            seen["threads"].add(threading.get_ident())
+            seen["in_flight"] += 1
+            seen["most"] = max(seen["most"], seen["in_flight"])
+        time.sleep(0.1)  # a blocking call, like requests.get or a sync database driver
+        with lock:
+            seen["in_flight"] -= 1
+        return a * b
+
+    async def run() -> int:
+        loop_thread = threading.get_ident()
+        async with aio_stub_for("calculator", "Calculator", servicer(work=work)) as stub:
+            replies = await asyncio.gather(*(
+                stub.Multiply(calc_pb2.MultiplyRequest(a=i, b=7), timeout=TIMEOUT)
+                for i in range(4)))
+        expect_equal([r.result for r in replies], [i * 7 for i in range(4)],
+                     "results of 4 concurrent Multiply calls")
+        return loop_thread
+
+    loop_thread = run_in_fresh_loop(run)
+    expect(seen["threads"], "Multiply never called self.work")
+    expect(loop_thread not in seen["threads"], "the blocking work ran on the event loop's "
+           "thread, so every other call waited for it: use await asyncio.to_thread(...)")
+    expect(seen["most"] > 1, "the 4 calls' blocking work ran one at a time: run it with "
+           "asyncio.to_thread (or loop.run_in_executor with a pool of several threads)")
+    return "the blocking work ran in worker threads, overlapping, while the loop stayed free"
