@@ -1,4 +1,4 @@
-"""make test-browser: JupyterLab in headless Chromium runs lesson 03 and its solution.
+"""make test-browser: JupyterLab in headless Chromium runs lesson 03, its solution, and lesson 02.
 
 A learner's view, end to end: JupyterLab opens the notebook, Run > Run All
 Cells runs it, and the page must show ❌ lines for the unsolved lesson and ✅
@@ -120,7 +120,7 @@ KERNEL_READY = """() => {
 def run_all(page: Page, lab: str, notebook: str) -> str:
     """Open `notebook` in JupyterLab, Run All Cells, return the notebook's visible text."""
     base, token = lab.split("|")
-    workspace = Path(notebook).parent.name  # one workspace per test: no tabs carried over
+    workspace = Path(notebook).stem + "-" + Path(notebook).parent.name  # no tabs carried over
     page.goto(f"{base}/lab/workspaces/{workspace}/tree/{notebook}?token={token}")
     page.wait_for_function(KERNEL_READY, timeout=120_000)
     page.evaluate("window.jupyterapp.commands.execute('runmenu:run-all')")
@@ -158,4 +158,16 @@ def test_solution_shows_passed_checks_and_results(lab: str, browser) -> None:
     for result in ["20 + 10 = 30", "7 / 2 = 3.5", "error INVALID_ARGUMENT: cannot divide by zero",
                    "StatusCode.DEADLINE_EXCEEDED", "(42, 'req-42')"]:
         assert result in text
+    page.close()
+
+
+def test_wire_inspector_widget_renders_in_lesson_02(lab: str, browser) -> None:
+    """The ipywidgets view of lesson 02's inspector is live in JupyterLab, not just its text."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    run_all(page, lab, "solutions/02_protocol_buffers.ipynb")
+    widget = page.locator(".jp-NotebookPanel:visible .jupyter-widgets").first
+    widget.wait_for(timeout=30_000)
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "solution02_inspector.png"))
+    assert "0a" in widget.inner_text()
     page.close()
