@@ -103,16 +103,24 @@ def stub_for(proto: str, service: str, servicer: Any) -> Iterator[Any]:
             yield getattr(pb2_grpc, f"{service}Stub")(channel)
 
 
+def expect_error_status(error: grpc.RpcError | None, expected: grpc.StatusCode,
+                        what: str) -> None:
+    """Fail unless a call ended with `error` of code `expected` and a message (None: it worked)."""
+    if error is None:
+        raise Mismatch(f"{what} succeeded, expected it to fail with {expected.name}")
+    expect(error.code() == expected,
+           f"{what} ended with {describe_rpc_error(error)}, expected {expected.name}")
+    expect(bool(error.details()), f"{what} gave {expected.name} but no message (details)")
+
+
 def expect_status(rpc: Callable, request: Any, expected: grpc.StatusCode, what: str) -> None:
     """Call a unary RPC; fail unless it ends with `expected` and a non-empty message."""
     try:
         rpc(request, timeout=5)
     except grpc.RpcError as error:
-        expect(error.code() == expected,
-               f"{what} ended with {describe_rpc_error(error)}, expected {expected.name}")
-        expect(bool(error.details()), f"{what} gave {expected.name} but no message (details)")
+        expect_error_status(error, expected, what)
         return
-    raise Mismatch(f"{what} succeeded, expected it to fail with {expected.name}")
+    expect_error_status(None, expected, what)
 
 
 def _display(ok: bool, lines: list[str], solution: str | None = None) -> None:

@@ -17,7 +17,7 @@ import grpc
 
 from helpers import protos
 from helpers.checks.core import (
-    Mismatch, describe_rpc_error, exercise, expect, expect_equal, stub_for,
+    Mismatch, exercise, expect, expect_equal, expect_error_status, stub_for,
 )
 from helpers.routeguide import (
     AREA, RouteGuide as ReferenceGuide, distance_m, make_features, routeguide_pb2 as pb2,
@@ -36,16 +36,6 @@ def _guide(servicer: Any, features: list) -> Any:
 
 def _point(lat: int, lng: int) -> Any:
     return pb2.Point(latitude=lat, longitude=lng)
-
-
-def expect_error_status(error: grpc.RpcError | None, expected: grpc.StatusCode,
-                        what: str) -> None:
-    """Fail unless a call ended with `error` of code `expected` and a message (None: it worked)."""
-    if error is None:
-        raise Mismatch(f"{what} succeeded, expected it to fail with {expected.name}")
-    expect(error.code() == expected,
-           f"{what} ended with {describe_rpc_error(error)}, expected {expected.name}")
-    expect(bool(error.details()), f"{what} gave {expected.name} but no message (details)")
 
 
 def _expect_stream_status(call: Any, expected: grpc.StatusCode, what: str) -> None:
