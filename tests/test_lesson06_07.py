@@ -17,7 +17,7 @@ from conftest import fails, passes
 
 from helpers import protos
 from helpers.reference import calculator_pb2, calculator_pb2_grpc
-from helpers.routeguide import (
+from helpers.reference.routeguide import (
     AREA, RouteGuide, distance_m, feature_at, in_rectangle, make_features, point_problem,
     rectangle_problem, routeguide_pb2 as pb2, routeguide_pb2_grpc,
 )

@@ -12,6 +12,11 @@ from helpers.checks import (  # noqa: E402, F401
     lesson05,
     lesson06,
     lesson07,
+    lesson08,
+    lesson09,
+    lesson10,
+    lesson11,
+    lesson12,
 )
 
 __all__ = ["EXERCISES", "CheckFailed", "check"]

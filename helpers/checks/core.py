@@ -23,19 +23,23 @@ from helpers.servers import serve
 class Exercise:
     id: str
     title: str
-    hint: str
+    hint: str  # a nudge: where to look, not the answer
     notebook: str  # the solution notebook, e.g. "03_calculator"
     run: Callable[..., str]  # returns what was verified; raises Mismatch if wrong
+    second_hint: str = ""  # closer to the answer, for a learner still stuck after the first
 
 
 EXERCISES: dict[str, Exercise] = {}
 
 
-def exercise(id: str, title: str, notebook: str, hint: str) -> Callable:
-    """Register the decorated function as the check of exercise `id`."""
+def exercise(id: str, title: str, notebook: str, hint: str, second_hint: str = "") -> Callable:
+    """Register the decorated function as the check of exercise `id`.
+
+    `hint` nudges (where to look); `second_hint`, if given, comes closer to the answer.
+    """
 
     def register(run: Callable[..., str]) -> Callable[..., str]:
-        EXERCISES[id] = Exercise(id, title, hint, notebook, run)
+        EXERCISES[id] = Exercise(id, title, hint, notebook, run, second_hint)
         return run
 
     return register
@@ -169,5 +173,6 @@ def check(exercise_id: str, *args: Any, **kwargs: Any) -> None:
     else:
         _display(True, [f"{heading}: {verified}"])
         return
-    _display(False, [f"{heading}: {problem}", f"Hint: {ex.hint}"], solution=ex.notebook)
+    hints = [f"Hint: {ex.hint}"] + ([f"Second hint: {ex.second_hint}"] if ex.second_hint else [])
+    _display(False, [f"{heading}: {problem}", *hints], solution=ex.notebook)
     raise CheckFailed(f"Exercise {ex.id} is not solved yet (see the ❌ message above)") from None

@@ -19,7 +19,7 @@ from helpers import protos
 from helpers.checks.core import (
     Mismatch, exercise, expect, expect_equal, expect_error_status, stub_for,
 )
-from helpers.routeguide import (
+from helpers.reference.routeguide import (
     AREA, RouteGuide as ReferenceGuide, distance_m, make_features, routeguide_pb2 as pb2,
 )
 

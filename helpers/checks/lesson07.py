@@ -21,7 +21,12 @@ from helpers import protos
 from helpers.checks.core import exercise, expect, expect_equal, within
 from helpers.checks.core import expect_error_status
 from helpers.reference import INT32_MAX, calculator_pb2 as calc_pb2, calculator_pb2_grpc
-from helpers.routeguide import AREA, RouteGuide as ReferenceGuide, make_features, routeguide_pb2
+from helpers.reference.routeguide import (
+    AREA,
+    RouteGuide as ReferenceGuide,
+    make_features,
+    routeguide_pb2,
+)
 from helpers.servers import serve_aio
 
 LESSON = "07_asyncio"

@@ -1,0 +1,1 @@
+"""Checks for lesson 09, TLS, mTLS and auth."""

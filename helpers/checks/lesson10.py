@@ -1,0 +1,1 @@
+"""Checks for lesson 10, production."""

@@ -1,0 +1,1 @@
+"""Checks for lesson 11, a REST gateway."""

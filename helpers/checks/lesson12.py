@@ -1,0 +1,1 @@
+"""Checks for lesson 12, running it for real."""
