@@ -15,7 +15,7 @@ $(shell mkdir -p .jupyter/ipython)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: install lab test test-browser lessons solutions bench clean
+.PHONY: install lab test test-browser progress lessons solutions bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-browser: install
 	  echo "make test-browser needs Chromium at /usr/bin/chromium."; \
 	  echo "On Debian or Ubuntu: sudo apt-get install chromium"; exit 1; }
 	$(PY) -m pytest tests/browser
+
+# Which exercises in your own lessons/ are solved (runs them headless; changes nothing).
+progress: install
+	@$(PY) -m helpers.progress_report
 
 lessons: install
 	$(PY) -m helpers.build

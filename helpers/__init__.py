@@ -12,4 +12,30 @@ from helpers import protos  # noqa: E402
 from helpers.checks import check  # noqa: E402
 from helpers.servers import serve, serve_aio  # noqa: E402
 
-__all__ = ["check", "protos", "serve", "serve_aio"]
+__all__ = ["check", "progress", "protos", "serve", "serve_aio"]
+
+
+def progress(*lessons: str) -> None:
+    """Show which exercises of your lessons/ are solved, as a table (`make progress` prints it).
+
+    `progress("03", "04")` looks at those lessons only. Save your notebooks first.
+    """
+    from helpers.progress_report import progress as show
+
+    show(*lessons)
+
+
+def _in_ipython() -> None:
+    """In a notebook, a cell that fails only because an exercise is unsolved shows one line."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from helpers.checks.core import quiet_unsolved_cells
+
+        quiet_unsolved_cells(shell)
+
+
+_in_ipython()

@@ -74,8 +74,13 @@ def link_to_solution(source: str, solution_name: str) -> str:
     return EXERCISE_HEADING.sub(add_link, source)
 
 
-def build_notebook(solution: nbformat.NotebookNode, solution_name: str) -> nbformat.NotebookNode:
-    """Return the learner's copy of one solution notebook."""
+def build_notebook(solution: nbformat.NotebookNode, solution_name: str,
+                   solved: frozenset[str] = frozenset()) -> nbformat.NotebookNode:
+    """Return the learner's copy of one solution notebook.
+
+    Exercises listed in `solved` keep their solution code (tests use this to
+    make a partly solved copy, as a learner's would be).
+    """
     lesson = copy.deepcopy(solution)
     lesson.metadata = {key: lesson.metadata[key] for key in ("kernelspec", "language_info")
                        if key in lesson.metadata}
@@ -91,7 +96,11 @@ def build_notebook(solution: nbformat.NotebookNode, solution_name: str) -> nbfor
         if "solution-only" in tags:
             continue
         if cell.cell_type == "code":
-            cell.source = strip_solutions(cell.source, exercise_id)
+            if exercise_id in solved:
+                cell.source = "\n".join(line for line in cell.source.split("\n")
+                                        if line.strip() not in (BEGIN, END))
+            else:
+                cell.source = strip_solutions(cell.source, exercise_id)
             cell.outputs = []
             cell.execution_count = None
             if RAISING_TAGS & set(tags) and "raises-exception" not in tags:

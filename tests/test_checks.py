@@ -53,10 +53,30 @@ def test_a_wrong_answer_fails_saying_expected_and_got(capsys) -> None:
     assert "Hint: " in out and "solutions/03_calculator.ipynb" in out
 
 
-def test_a_servicer_that_raises_is_named_without_a_traceback(capsys) -> None:
+def test_an_untouched_exercise_says_where_to_write_and_shows_no_hint(capsys) -> None:
+    """The placeholder raised on the server: "not solved yet", no traceback, no hint yet."""
     out = failure(capsys, "3.2", Unsolved)
-    assert "the servicer raised an exception (Exercise 3.2: not solved yet)" in out
-    assert "Traceback" not in out
+    assert "Exercise 3.2 (Divide without crashing): not solved yet. Write your code" in out
+    assert "Hint" not in out and "Traceback" not in out
+
+
+def test_a_check_that_needs_an_earlier_exercise_names_it(capsys) -> None:
+    out = failure(capsys, "3.3", Unsolved)  # 3.3 calls Add, which still raises 3.1's placeholder
+    assert "needs Exercise 3.1, which is not solved yet" in out and "Hint" not in out
+
+
+def test_a_wrong_attempt_gets_both_hints(capsys) -> None:
+    from helpers.checks.core import EXERCISES
+
+    exercise = EXERCISES["3.1"]
+    original = exercise.second_hint
+    exercise.second_hint = "closer to the answer"
+    try:
+        out = failure(capsys, "3.1", WrongAdd)
+    finally:
+        exercise.second_hint = original
+    assert f"Hint: {exercise.hint}" in out
+    assert "Another hint: closer to the answer" in out
 
 
 def test_the_seeds_divide_by_zero_fails_the_check(capsys) -> None:

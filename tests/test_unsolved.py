@@ -27,6 +27,11 @@ def run_notebook(path: Path) -> nbformat.NotebookNode:
     return notebook
 
 
+def is_short_form(error: nbformat.NotebookNode) -> bool:
+    """The one line a cell shows when it fails only because an exercise is unsolved."""
+    return len(error.traceback) == 1 and error.traceback[0].startswith("⏭ This cell needs Exercise")
+
+
 def unsolved_problems(notebook: nbformat.NotebookNode) -> tuple[int, list[str]]:
     """Return (number of check cells, list of problems) for an executed lesson."""
     checks, problems = 0, []
@@ -46,6 +51,9 @@ def unsolved_problems(notebook: nbformat.NotebookNode) -> tuple[int, list[str]]:
         elif errors and "needs-exercise" not in tags:
             problems.append(f"untagged cell {index} ({first_line}) raised "
                             f"{errors[0].ename}: {errors[0].evalue}")
+        elif errors and not is_short_form(errors[0]):
+            problems.append(f"needs-exercise cell {index} ({first_line}) showed a traceback "
+                            f"({errors[0].ename}: {errors[0].evalue}) instead of the one-line ⏭")
     return checks, problems
 
 
@@ -64,7 +72,10 @@ def test_the_unsolved_test_catches_a_check_that_passes() -> None:
     raising = nbformat.v4.new_code_cell("1/0")
     raising.outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError",
                                               evalue="division by zero", traceback=[])]
-    notebook.cells = [passing_check, raising]
+    noisy = nbformat.v4.new_code_cell("stub.Add(...)", metadata={"tags": ["needs-exercise"]})
+    noisy.outputs = [nbformat.v4.new_output("error", ename="_InactiveRpcError", evalue="...",
+                                            traceback=["Traceback", "...", "details"])]
+    notebook.cells = [passing_check, raising, noisy]
     checks, problems = unsolved_problems(notebook)
     assert checks == 1
-    assert len(problems) == 2
+    assert len(problems) == 3

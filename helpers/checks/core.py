@@ -8,6 +8,7 @@ A failed check raises `CheckFailed`, so "Run All" and nbval notice it.
 from __future__ import annotations
 
 import html
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,27 @@ def exercise(id: str, title: str, notebook: str, hint: str, second_hint: str = "
         return run
 
     return register
+
+
+# What an exercise's placeholder raises: `raise NotImplementedError("Exercise 3.2: not solved yet")`.
+NOT_SOLVED = re.compile(r"Exercise (\d+\.\d+): not solved yet")
+
+
+def unsolved_exercise(error: BaseException | str) -> str | None:
+    """The id of the unsolved exercise behind `error` ("3.2"), or None.
+
+    Finds the placeholder's message in a NotImplementedError, in the details of
+    an RPC error (a servicer that still raises it), or in a check's message.
+    """
+    if isinstance(error, grpc.RpcError):
+        details = getattr(error, "details", None)  # RPC errors from calls have details()
+        text = (details() if callable(details) else str(error)) or ""
+    elif isinstance(error, (NotImplementedError, str)):
+        text = str(error)
+    else:
+        return None
+    match = NOT_SOLVED.search(text)
+    return match.group(1) if match else None
 
 
 class Mismatch(Exception):
@@ -127,12 +149,18 @@ def expect_status(rpc: Callable, request: Any, expected: grpc.StatusCode, what: 
     expect_error_status(None, expected, what)
 
 
-def _display(ok: bool, lines: list[str], solution: str | None = None) -> None:
-    """Show a ✅/❌ block as HTML in Jupyter (plain text elsewhere), with a link to the solution."""
+def _display(ok: bool, headline: str, hints: list[tuple[str, str]] = (),
+             solution: str | None = None) -> None:
+    """Show a ✅/❌ line as HTML in Jupyter (plain text elsewhere).
+
+    Each hint is (label, text). In JupyterLab a hint stays folded until the
+    learner clicks it; the plain-text form (nbval, terminals, GitHub) shows it.
+    """
     mark = "✅" if ok else "❌"
+    lines = [f"{mark} {headline}", *(f"   {label}: {text}" for label, text in hints)]
     if solution:
-        lines = [*lines, f"Solution: solutions/{solution}.ipynb"]
-    plain = "\n".join([f"{mark} {lines[0]}", *(f"   {line}" for line in lines[1:])])
+        lines.append(f"   Solution: solutions/{solution}.ipynb")
+    plain = "\n".join(lines)
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -141,14 +169,16 @@ def _display(ok: bool, lines: list[str], solution: str | None = None) -> None:
     if get_ipython is None or get_ipython() is None:
         print(plain)
         return
-    details = [html.escape(line) for line in lines[1:]]
+    folded = [f'<details class="course-hint"><summary>{html.escape(label)}</summary>'
+              f"{html.escape(text)}</details>" for label, text in hints]
     if solution:  # notebooks run from lessons/ or solutions/, so this link works from both
-        details[-1] = f'Solution: <a href="../solutions/{solution}.ipynb">solutions/{solution}.ipynb</a>'
+        folded.append(f'<div>Solution: <a href="../solutions/{solution}.ipynb">'
+                      f"solutions/{solution}.ipynb</a></div>")
     color = "#1a7f37" if ok else "#cf222e"
     rich = (
         f'<div style="border-left:4px solid {color};padding:2px 8px">'
-        f"<b>{mark} {html.escape(lines[0])}</b>"
-        + (f'<div style="margin-top:2px">{"<br>".join(details)}</div>' if details else "")
+        f"<b>{mark} {html.escape(headline)}</b>"
+        + (f'<div style="margin-top:2px">{"".join(folded)}</div>' if folded else "")
         + "</div>"
     )
     display({"text/plain": plain, "text/html": rich}, raw=True)
@@ -164,15 +194,37 @@ def check(exercise_id: str, *args: Any, **kwargs: Any) -> None:
         verified = ex.run(*args, **kwargs)
     except Mismatch as wrong:
         problem = str(wrong)
-    except NotImplementedError:
-        problem = "not solved yet (the code still raises NotImplementedError)"
     except grpc.RpcError as error:
         problem = f"a call failed with {describe_rpc_error(error)}"
     except Exception as error:  # the learner's code crashed: name it, no traceback
         problem = f"your code raised {type(error).__name__}: {error}"
     else:
-        _display(True, [f"{heading}: {verified}"])
+        _display(True, f"{heading}: {verified}")
         return
-    hints = [f"Hint: {ex.hint}"] + ([f"Second hint: {ex.second_hint}"] if ex.second_hint else [])
-    _display(False, [f"{heading}: {problem}", *hints], solution=ex.notebook)
+    unsolved = unsolved_exercise(problem)
+    if unsolved == ex.id:  # untouched: say where to write, and no hint before a try
+        _display(False, f"{heading}: not solved yet. Write your code in place of "
+                 "`raise NotImplementedError(...)` in the exercise's cell, run it, then this one.")
+    elif unsolved:
+        _display(False, f"{heading}: this check needs Exercise {unsolved}, which is not "
+                 "solved yet. Solve that one first.")
+    else:
+        hints = [("Hint", ex.hint)] + ([("Another hint", ex.second_hint)] if ex.second_hint else [])
+        _display(False, f"{heading}: {problem}", hints, solution=ex.notebook)
     raise CheckFailed(f"Exercise {ex.id} is not solved yet (see the ❌ message above)") from None
+
+
+def quiet_unsolved_cells(shell: Any) -> None:
+    """In IPython, show one line instead of a traceback when a cell fails only because
+    an exercise is not solved yet; every other error keeps its normal traceback."""
+
+    def handler(shell: Any, etype: type, value: BaseException, tb: Any,
+                tb_offset: int | None = None) -> None:
+        exercise_id = unsolved_exercise(value)
+        if exercise_id is None:
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        else:
+            line = f"⏭ This cell needs Exercise {exercise_id}, which is not solved yet."
+            shell._showtraceback(etype, value, [line])
+
+    shell.set_custom_exc((NotImplementedError, grpc.RpcError), handler)
