@@ -43,13 +43,18 @@ lab: install
 
 test: install
 	$(PY) -m helpers.build --check
-	$(PY) -m pytest tests solutions lessons $(NBVAL) --ignore=tests/browser
+	$(PY) -m pytest tests solutions lessons $(NBVAL) --ignore=tests/browser --ignore=tests/hub
 
 test-browser: install
 	@command -v chromium >/dev/null || { \
 	  echo "make test-browser needs Chromium at /usr/bin/chromium."; \
 	  echo "On Debian or Ubuntu: sudo apt-get install chromium"; exit 1; }
 	$(PY) -m pytest tests/browser
+
+# A real JupyterHub on 127.0.0.1 with three learners running lessons at once (tests/hub).
+test-hub: install
+	cd tests/hub && npm ci --silent --no-audit --no-fund
+	PATH="$(CURDIR)/tests/hub/node_modules/.bin:$$PATH" $(PY) -m pytest -s tests/hub
 
 lessons: install
 	$(PY) -m helpers.build
