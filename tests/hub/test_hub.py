@@ -242,7 +242,6 @@ def hub(tmp_path: Path):
     hub = Hub(f"http://127.0.0.1:{port}", homes)
     try:
         hub.wait_until_up()
-        hub.api("POST", "/users", json={"usernames": LEARNERS})
         yield hub
     finally:
         process.terminate()
