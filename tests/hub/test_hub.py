@@ -76,6 +76,11 @@ def processes_under(folder: Path) -> dict[int, int]:
     return found
 
 
+def folder_size(folder: Path) -> int:
+    """Bytes in all files under `folder`."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
 def write_config(hub_dir: Path, homes: Path, port: int) -> Path:
     config = hub_dir / "jupyterhub_config.py"
     as_root = ["--allow-root"] if os.geteuid() == 0 else []
@@ -287,7 +292,8 @@ def test_three_learners_run_lessons_at_once_each_on_their_own_server(hub: Hub) -
     report = [f"{len(LEARNERS)} learners x {len(NOTEBOOKS)} notebooks at once: "
               f"{ran:.1f} s to start the servers and run them, {wall:.1f} s with stopping"]
     for learner in LEARNERS:
-        report.append(f"{learner}: peak memory {peak[learner] / 2**20:.0f} MiB (server and kernels)")
+        report.append(f"{learner}: peak memory {peak[learner] / 2**20:.0f} MiB (server and kernels), "
+                      f"disk {folder_size(hub.homes / learner) / 2**20:.1f} MiB")
     artifacts = PROJECT_ROOT / "artifacts"
     artifacts.mkdir(exist_ok=True)
     (artifacts / "hub.txt").write_text("\n".join(report) + "\n")
