@@ -45,6 +45,8 @@ def transport_of(context: grpc.ServicerContext) -> str:
 
 def certificate_identity(context: grpc.ServicerContext) -> str | None:
     """The name in the caller's client certificate, or None without one."""
+    if transport_of(context) != "ssl":  # local credentials report the identity b"local"
+        return None
     identities = context.peer_identities()  # None unless the client sent a certificate
     return identities[0].decode() if identities else None
 
