@@ -10,11 +10,16 @@ import datetime as dt
 import os
 import stat
 
+import string
+import time
+
 import grpc
 import jwt
 import pytest
 from conftest import WrongAnswer, fails, passes, rejects
 from cryptography import x509
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helpers import serve, tls
 from helpers.reference.vault import (
@@ -150,6 +155,58 @@ def test_tokens_verify_and_reject() -> None:
         tokens.verify(Tokens().issue("alice"))
     with pytest.raises(jwt.InvalidIssuerError):
         tokens.verify(Tokens(key=tokens.key, issuer="elsewhere").issue("alice"))
+
+
+@pytest.fixture(scope="module")
+def token_server():
+    tokens, vault = Tokens(), Vault()
+    with serve(ADD, vault, name="test-token-server", interceptors=[TokenAuth(tokens.key)],
+               credentials=grpc.local_server_credentials()) as server:
+        with grpc.secure_channel(server.target, grpc.local_channel_credentials()) as channel:
+            yield tokens, vault, vault_pb2_grpc.VaultStub(channel)
+
+
+def unsigned_token(claims: dict) -> str:
+    return jwt.encode(claims, None, algorithm="none")
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key")  # the HS512 token below: short key on purpose
+def test_a_token_with_algorithm_none_or_the_wrong_claims_is_refused(token_server) -> None:
+    tokens, vault, stub = token_server
+    now = int(time.time())
+    bad = [
+        unsigned_token({"sub": "alice", "iss": "grpc-course", "exp": now + 60}),
+        jwt.encode({"sub": "alice", "iss": "grpc-course"}, tokens.key),  # never expires
+        jwt.encode({"iss": "grpc-course", "exp": now + 60}, tokens.key),  # no subject
+        jwt.encode({"sub": "alice", "exp": now + 60}, tokens.key, algorithm="HS512"),
+    ]
+    before = sum(vault.calls.values())
+    for token in bad:
+        with pytest.raises(grpc.RpcError) as error:
+            list(stub.ListSecrets(vault_pb2.ListSecretsRequest(), timeout=5,
+                                  metadata=[("authorization", f"Bearer {token}")]))
+        assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED, token
+        assert error.value.details().startswith("invalid token")
+    assert sum(vault.calls.values()) == before
+
+
+HEADER_TEXT = st.text(alphabet=string.printable.strip() + " ", max_size=300)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.one_of(HEADER_TEXT, HEADER_TEXT.map(lambda text: "Bearer " + text)),
+       streaming=st.booleans())
+def test_any_authorization_header_gets_unauthenticated_never_unknown(token_server, header,
+                                                                     streaming) -> None:
+    _, _, stub = token_server
+    metadata = [("authorization", header)]
+    with pytest.raises(grpc.RpcError) as error:
+        if streaming:
+            list(stub.ListSecrets(vault_pb2.ListSecretsRequest(), timeout=5, metadata=metadata))
+        else:
+            stub.WhoAmI(vault_pb2.WhoAmIRequest(), timeout=5, metadata=metadata)
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED, error.value.details()
 
 
 # --- correct answers -----------------------------------------------------------------
