@@ -21,7 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from helpers import protos
-from helpers.reference.route_guide import preview
+from helpers.reference.people import preview
 
 users_pb2, users_pb2_grpc = protos.load("users")
 
