@@ -15,11 +15,25 @@ $(shell mkdir -p .jupyter/ipython)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: install lab test test-browser progress lessons solutions bench clean
+.PHONY: install lab test test-browser test-hub progress lessons solutions lock bench clean
 
-$(INSTALLED): pyproject.toml
+LOCK := requirements.lock
+UV_VERSION := 0.13.8
+# `make install INSTALLER=pip` skips uv (uv is the default: same lock, ten times faster).
+INSTALLER ?= uv
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+
+# Everything comes from the lock (exact versions and hashes), then this project (editable).
+# uv is brought into the venv by pip; where it cannot be had, pip installs the lock itself.
+$(INSTALLED): $(LOCK) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	if [ "$(INSTALLER)" = uv ] && $(PIP) install uv==$(UV_VERSION); then \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes -r $(LOCK) && \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --no-build-isolation -e . ; \
+	else \
+	  $(PIP) install --require-hashes -r $(LOCK) && \
+	  $(PIP) install --no-deps --no-build-isolation -e . ; \
+	fi
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -29,7 +43,7 @@ lab: install
 
 test: install
 	$(PY) -m helpers.build --check
-	$(PY) -m pytest tests solutions lessons $(NBVAL) --ignore=tests/browser
+	$(PY) -m pytest tests solutions lessons $(NBVAL) --ignore=tests/browser --ignore=tests/hub
 
 test-browser: install
 	@command -v chromium >/dev/null || { \
@@ -41,11 +55,22 @@ test-browser: install
 progress: install
 	@$(PY) -m helpers.progress_report
 
+# A real JupyterHub on 127.0.0.1 with three learners running lessons at once (tests/hub).
+test-hub: install
+	cd tests/hub && npm ci --silent --no-audit --no-fund
+	PATH="$(CURDIR)/tests/hub/node_modules/.bin:$$PATH" $(PY) -m pytest -s tests/hub
+
 lessons: install
 	$(PY) -m helpers.build
 
 solutions: install
 	$(PY) -m helpers.build --execute
+
+# Resolve pyproject.toml's pins, with every transitive package, into the lock (all platforms).
+lock:
+	uv --version >/dev/null 2>&1 || { echo "make lock needs uv: make install first, then PATH=.venv/bin:\$$PATH make lock"; exit 1; }
+	uv pip compile pyproject.toml --all-extras --universal --generate-hashes \
+	  --python-version 3.11 --quiet -o $(LOCK)
 
 bench: install
 	$(PY) benchmarks/foundation.py $(BENCH_ARGS)

@@ -4,12 +4,14 @@
 2. Wall time of executing every notebook, against executing a one-cell
    notebook as many times (what kernel start-up alone costs).
 3. serve() + one call + stop() against the same steps in bare grpcio.
-4. With --fresh-clone: `make install` and `make test` in a fresh clone.
+4. With --fresh-clone: set-up time (`make install`) from an empty package
+   cache with uv and with pip, each in its own fresh clone, and `make test`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -92,15 +94,29 @@ def serve_overhead(rounds: int = 30) -> None:
               f"min {min(samples):6.2f} ms, max {max(samples):6.2f} ms ({rounds} rounds)")
 
 
+def timed_make(clone: Path, *args: str, env: dict[str, str] | None = None) -> float:
+    """Run `make ARGS` in `clone`; print and return its wall time."""
+    start = time.perf_counter()
+    result = subprocess.run(["make", *args], cwd=clone, capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    seconds = time.perf_counter() - start
+    status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode})"
+    print(f"  make {' '.join(args):22} {seconds:6.1f} s  {status}")
+    return seconds
+
+
 def fresh_clone() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        clone = Path(folder) / "course"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        for target in ("install", "test"):
-            start = time.perf_counter()
-            result = subprocess.run(["make", target], cwd=clone, capture_output=True, text=True)
-            status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode})"
-            print(f"  make {target:8} {time.perf_counter() - start:6.1f} s  {status}")
+        clones = {}
+        for installer in ("uv", "pip"):
+            clones[installer] = Path(folder) / installer
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(clones[installer])], check=True)
+        empty_caches = {"UV_CACHE_DIR": f"{folder}/uv-cache", "PIP_NO_CACHE_DIR": "1"}
+        uv = timed_make(clones["uv"], "install", env=empty_caches)
+        pip = timed_make(clones["pip"], "install", "INSTALLER=pip", env=empty_caches)
+        print(f"  set-up from an empty cache: uv {uv:.1f} s, pip {pip:.1f} s, "
+              f"uv is {pip / uv:.1f}x faster")
+        timed_make(clones["uv"], "test")
 
 
 def main() -> None:

@@ -4,6 +4,10 @@
 puts the output folder on `sys.path` and returns `(calculator_pb2,
 calculator_pb2_grpc)`. The output lives in `.proto_cache/<hash>/` inside the
 project; the hash covers every .proto file, so an edit means a fresh compile.
+
+"The project" is the course folder the kernel runs in: on a shared machine
+(JupyterHub) every learner has a copy of the course, and their notebooks use
+their own `protos/` and cache, even when `helpers` is installed from elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+def find_project_root(start: Path) -> Path:
+    """The nearest folder at or above `start` holding `protos/` and `helpers/`.
+
+    Falls back to the folder this package was installed from.
+    """
+    for folder in (start, *start.parents):
+        if (folder / "protos").is_dir() and (folder / "helpers").is_dir():
+            return folder
+    return Path(__file__).resolve().parent.parent
+
+
+PROJECT_ROOT = find_project_root(Path.cwd().resolve())
 PROTO_DIR = PROJECT_ROOT / "protos"
 CACHE_DIR = PROJECT_ROOT / ".proto_cache"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 
 import nbformat
 import pytest
@@ -23,23 +22,6 @@ def notebooks() -> list:
 
 def code_cells(path):
     return [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
-
-
-def test_environment_yml_pins_equal_pyproject() -> None:
-    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
-    pinned = sorted(pyproject["project"]["dependencies"])
-    conda = sorted(re.findall(r"^\s+- ([A-Za-z0-9_.-]+==\S+)\s*$",
-                              (PROJECT_ROOT / "environment.yml").read_text(), re.MULTILINE))
-    assert conda == pinned
-
-
-def test_grpc_packages_share_one_release_line_and_protobuf_is_below_8() -> None:
-    """All grpcio* packages come from one release (1.85.x); grpcio-channelz has no 1.85.1."""
-    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
-    pins = dict(dep.split("==") for dep in pyproject["project"]["dependencies"])
-    grpc_lines = {pins[name].rsplit(".", 1)[0] for name in pins if name.startswith("grpcio")}
-    assert len(grpc_lines) == 1, pins
-    assert int(pins["protobuf"].split(".")[0]) < 8
 
 
 def test_readme_course_map_lists_exactly_the_lessons() -> None:

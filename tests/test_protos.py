@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from helpers import protos
@@ -52,3 +54,14 @@ def test_a_broken_proto_gives_protocs_message(tmp_path) -> None:
 def test_an_unknown_name_lists_the_known_protos() -> None:
     with pytest.raises(protos.ProtoError, match="known: .*calculator"):
         protos.load("no_such_service")
+
+
+def test_a_learners_copy_of_the_course_uses_its_own_protos_and_cache(tmp_path) -> None:
+    """On JupyterHub each learner has a copy: its protos/ and cache are the ones used."""
+    copy = tmp_path / "learner" / "grpc-course"
+    for folder in ("protos", "helpers", "lessons"):
+        (copy / folder).mkdir(parents=True)
+    assert protos.find_project_root(copy / "lessons") == copy
+    assert protos.find_project_root(copy) == copy
+    installed_from = Path(protos.__file__).resolve().parent.parent
+    assert protos.find_project_root(tmp_path) == installed_from

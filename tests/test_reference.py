@@ -1,6 +1,6 @@
 """The reference servicers answer bad input with a deliberate status code.
 
-For every method of the calculator, route guide and user service, a few hundred
+For every method of the calculator, people directory and user service, a few hundred
 generated requests (empty, huge, negative, out-of-range, unknown enum values,
 unknown fields, garbage page tokens) must each end with OK or a deliberate
 status code with a message: never UNKNOWN (an uncaught exception) or INTERNAL.
@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 
 from helpers.reference import (
     Calculator,
-    RouteGuide,
+    PeopleDirectory,
     UserService,
     calculator_pb2 as calc,
     calculator_pb2_grpc as calc_grpc,
-    route_guide_pb2 as guide,
-    route_guide_pb2_grpc as guide_grpc,
+    people_pb2 as people,
+    people_pb2_grpc as people_grpc,
     users_pb2 as users,
     users_pb2_grpc as users_grpc,
 )
@@ -73,10 +73,11 @@ def calculator() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def route_guide() -> Iterator[Any]:
-    with serve(guide_grpc.add_RouteGuideServicer_to_server, RouteGuide(), name="fuzz-guide") as server:
+def people_directory() -> Iterator[Any]:
+    with serve(people_grpc.add_PeopleDirectoryServicer_to_server, PeopleDirectory(),
+               name="fuzz-people") as server:
         with grpc.insecure_channel(server.target) as channel:
-            yield guide_grpc.RouteGuideStub(channel)
+            yield people_grpc.PeopleDirectoryStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +110,16 @@ def test_calculator(calculator: Any, method: str) -> None:
 
 @fuzz
 @given(name=TEXT, unknown=st.booleans())
-def test_get_person(route_guide: Any, name: str, unknown: bool) -> None:
-    expect_deliberate(route_guide.GetPerson, with_unknown_field(guide.Name(name=name), unknown))
+def test_get_person(people_directory: Any, name: str, unknown: bool) -> None:
+    expect_deliberate(people_directory.GetPerson,
+                      with_unknown_field(people.Name(name=name), unknown))
 
 
 @fuzz
 @given(names=st.lists(st.one_of(TEXT, st.sampled_from(["Alice", "Bob"])), max_size=8))
-def test_get_people(route_guide: Any, names: list[str]) -> None:
-    replies = list(route_guide.GetPeople(iter([guide.Name(name=n) for n in names]), timeout=10))
+def test_get_people(people_directory: Any, names: list[str]) -> None:
+    replies = list(people_directory.GetPeople(iter([people.Name(name=n) for n in names]),
+                                              timeout=10))
     assert [reply.requested_name for reply in replies] == names
     for reply in replies:
         assert reply.WhichOneof("outcome") in ("person", "error")

@@ -1,4 +1,4 @@
-"""Checks for lesson 04, route guide."""
+"""Checks for lesson 04, the people directory."""
 
 from __future__ import annotations
 
@@ -8,47 +8,83 @@ from typing import Any, Callable, Iterator
 
 import grpc
 
-from helpers.checks.core import exercise, expect, expect_equal, expect_status, stub_for
-from helpers.reference import Person, RouteGuide, route_guide_pb2 as pb2, sample_people
+from helpers.checks.core import (
+    Mismatch,
+    describe_rpc_error,
+    exercise,
+    expect,
+    expect_equal,
+    expect_error_status,
+    stub_for,
+)
+from helpers.reference import PeopleDirectory, Person, people_pb2 as pb2, sample_people
 
-LESSON = "04_route_guide"
+LESSON = "04_people_directory"
+TIMEOUT = 5  # seconds: the deadline of the calls a check makes
 
 
-def _instance(servicer: Any, *args: Any) -> Any:
-    """`servicer(*args)` for a class, the servicer itself for an instance."""
-    return servicer(*args) if isinstance(servicer, type) else servicer
+def _instance(servicer: Any, people: dict[str, Person]) -> Any:
+    """An instance of the learner's servicer class, serving `people`."""
+    expect(isinstance(servicer, type),
+           "pass the class itself, not an instance: the check gives it people of its own")
+    return servicer(people)
+
+
+def _people() -> dict[str, Person]:
+    """The seed's two people and one the learner's code cannot know in advance."""
+    return {**sample_people(), "Zed": Person(name="Zed", age=41, hobbies=["chess"])}
+
+
+def _get_person(stub: Any, name: str) -> tuple[Any, grpc.RpcError | None]:
+    try:
+        return stub.GetPerson(pb2.Name(name=name), timeout=TIMEOUT), None
+    except grpc.RpcError as error:
+        return None, error
 
 
 @exercise(
     "4.1",
     "GetPerson with NOT_FOUND",
     notebook=LESSON,
-    hint="First `if not request.name:` call context.abort(grpc.StatusCode.INVALID_ARGUMENT, ...); "
-    "then `if request.name not in self.people:` call "
-    "context.abort(grpc.StatusCode.NOT_FOUND, f'no person named {request.name!r}'); "
-    "otherwise return self.people[request.name].",
+    hint="Look the name up in self.people. A missing name is an error of the call, not a "
+    "reply: end the call with context.abort and a status code. An empty name is a different "
+    "mistake (the caller's), with its own code.",
+    second_hint="`if not request.name:` context.abort(grpc.StatusCode.INVALID_ARGUMENT, ...); "
+    "`if request.name not in self.people:` context.abort(grpc.StatusCode.NOT_FOUND, "
+    "f'no person named {request.name!r}'); otherwise return self.people[request.name].",
 )
 def get_person(servicer: Any) -> str:
-    people = {**sample_people(), "Zed": Person(name="Zed", age=41, hobbies=["chess"])}
-    with stub_for("route_guide", "RouteGuide", _instance(servicer, people)) as stub:
+    people = _people()
+    with stub_for("people", "PeopleDirectory", _instance(servicer, people)) as stub:
         for name in ["Alice", "Zed"]:
-            got = stub.GetPerson(pb2.Name(name=name), timeout=5)
+            got, error = _get_person(stub, name)
+            expect(error is None,
+                   f"GetPerson({name!r}) ended with {describe_rpc_error(error)} although the "
+                   f"servicer was given a person named {name!r}: look names up in self.people"
+                   if error is not None else "")
             expect_equal(got, people[name], f"GetPerson({name!r})")
         for name in ["Carol", "alice"]:
-            expect_status(stub.GetPerson, pb2.Name(name=name), grpc.StatusCode.NOT_FOUND,
-                          f"GetPerson({name!r})")
-            try:
-                stub.GetPerson(pb2.Name(name=name), timeout=5)
-            except grpc.RpcError as error:
-                expect(name in (error.details() or ""),
-                       f"the NOT_FOUND message {error.details()!r} should name {name!r}")
-        expect_status(stub.GetPerson, pb2.Name(name=""), grpc.StatusCode.INVALID_ARGUMENT,
-                      "GetPerson('')")
-    return "2 known names found, 2 unknown ones NOT_FOUND, an empty one INVALID_ARGUMENT"
+            got, error = _get_person(stub, name)
+            if error is None:
+                raise Mismatch(
+                    f"GetPerson({name!r}) succeeded with a person named {got.name!r} although "
+                    "nobody has that name: a made-up reply is a sentinel; end the call with "
+                    "NOT_FOUND instead")
+            if error.code() in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
+                raise Mismatch(
+                    f"GetPerson({name!r}) ended with {describe_rpc_error(error)}: an unknown "
+                    "name must end the call on purpose, with context.abort and NOT_FOUND")
+            expect_error_status(error, grpc.StatusCode.NOT_FOUND, f"GetPerson({name!r})")
+            expect(name in (error.details() or ""),
+                   f"the NOT_FOUND message {error.details()!r} should name {name!r}")
+        _, error = _get_person(stub, "")
+        expect_error_status(error, grpc.StatusCode.INVALID_ARGUMENT, "GetPerson('') (an empty name)")
+    return "2 known names found, 2 unknown ones NOT_FOUND naming the name, an empty one INVALID_ARGUMENT"
 
 
 def _one_by_one(stub: Any, name: str) -> pb2.PersonResult:
-    """Send `name` on an open GetPeople stream and wait for its reply before closing."""
+    """Send `name` on an open GetPeople stream and wait for its reply; then half-close
+    the request side and read the stream to its end, which must be OK."""
     outbox: queue.Queue = queue.Queue()
 
     def requests() -> Iterator[pb2.Name]:
@@ -58,50 +94,77 @@ def _one_by_one(stub: Any, name: str) -> pb2.PersonResult:
     replies = stub.GetPeople(requests(), timeout=3)
     outbox.put(name)
     try:
-        return next(replies)
+        reply = next(replies)
     except grpc.RpcError as error:
         expect(error.code() != grpc.StatusCode.DEADLINE_EXCEEDED,
                f"GetPeople sent no reply to {name!r} while the client kept the stream open: "
-               "yield each result inside the loop, as soon as its name arrives")
+               "yield each result inside the loop, as soon as its name arrives, instead of "
+               "reading every name first")
         raise
     finally:
-        outbox.put(None)
-        replies.cancel()
+        outbox.put(None)  # no more names: the request side half-closes
+    rest = list(replies)
+    expect_equal(rest, [], f"the replies after the only name, {name!r}")
+    expect_equal(replies.code(), grpc.StatusCode.OK, "the status of a stream read to its end")
+    return reply
 
 
 @exercise(
     "4.2",
     "GetPeople, one result per name",
     notebook=LESSON,
-    hint="Loop `for request in request_iterator:`, build "
-    "result = route_guide_pb2.PersonResult(requested_name=request.name), then either "
-    "result.person.CopyFrom(self.people[request.name]) or result.error = '...', and "
-    "`yield result` inside the loop.",
+    hint="A generator: loop over request_iterator and yield one PersonResult per name, inside "
+    "the loop. An unknown or empty name gets a result too, with its `error` set, and the loop "
+    "carries on.",
+    second_hint="`for request in request_iterator:` result = "
+    "people_pb2.PersonResult(requested_name=request.name); then "
+    "result.person.CopyFrom(self.people[request.name]) or result.error = '...'; `yield result`.",
 )
 def get_people(servicer: Any) -> str:
-    people = sample_people()
-    names = ["Alice", "Carol", "", "Bob", "Alice"]
-    with stub_for("route_guide", "RouteGuide", _instance(servicer)) as stub:
-        results = list(stub.GetPeople(iter([pb2.Name(name=n) for n in names]), timeout=5))
+    people = _people()
+    names = ["Alice", "Carol", "", "Zed", "Alice"]
+    with stub_for("people", "PeopleDirectory", _instance(servicer, people)) as stub:
+        try:
+            results = list(stub.GetPeople(iter([pb2.Name(name=n) for n in names]),
+                                          timeout=TIMEOUT))
+        except grpc.RpcError as error:
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise Mismatch(
+                    f"GetPeople({names}) ended the whole stream with {describe_rpc_error(error)}: "
+                    "a name nobody has is not the end of the conversation; answer it with a "
+                    "PersonResult whose `error` is set, and go on to the next name") from None
+            if "not an iterator" in (error.details() or ""):
+                raise Mismatch(
+                    f"GetPeople returned something that is not an iterator ({error.details()}): "
+                    "make it a generator that yields each result inside the loop") from None
+            raise
         expect_equal([r.requested_name for r in results], names,
-                     f"the requested_name of each result for the names {names}")
+                     f"the requested_name of each result for the names {names} (one result "
+                     "per name, in order, unknown ones included)")
         for name, result in zip(names, results):
             if name in people:
-                expect_equal(result.person, people[name], f"the result for {name!r}")
+                expect(result.WhichOneof("outcome") == "person",
+                       f"the result for {name!r} should set `person`, but has "
+                       f"{result.WhichOneof('outcome')!r}")
+                expect_equal(result.person, people[name],
+                             f"the person in the result for {name!r} (from self.people)")
             else:
                 expect(result.WhichOneof("outcome") == "error" and bool(result.error),
-                       f"the result for {name!r} should set `error` (and not `person`)")
-        expect_equal(list(stub.GetPeople(iter([]), timeout=5)), [], "an empty stream's results")
+                       f"the result for {name!r} should set `error` to a reason (and not "
+                       f"`person`), but has {result.WhichOneof('outcome')!r}")
+        expect_equal(list(stub.GetPeople(iter([]), timeout=TIMEOUT)), [],
+                     "an empty stream's results")
         reply = _one_by_one(stub, "Bob")
         expect_equal(reply.person, people["Bob"], "the reply to 'Bob' on an open stream")
-    return "5 names got 5 results in order, errors for 2, and each reply came as its name arrived"
+    return ("5 names got 5 results in order (2 of them errors), each reply came as its name "
+            "arrived, and the stream ended OK")
 
 
-class _CountingRouteGuide(RouteGuide):
-    """The reference route guide, counting calls and noting each call's deadline."""
+class _CountingDirectory(PeopleDirectory):
+    """The reference directory, counting calls and noting each stream's deadline."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, people: dict[str, Person]) -> None:
+        super().__init__(people)
         self.calls: Counter = Counter()
         self.time_left: list[float] = []
 
@@ -119,27 +182,55 @@ class _CountingRouteGuide(RouteGuide):
     "4.3",
     "Stream names and collect the replies",
     notebook=LESSON,
-    hint="requests = (route_guide_pb2.Name(name=n) for n in names); then "
-    "`for result in stub.GetPeople(requests, timeout=5):` and use result.HasField('person') "
-    "to put result.person in `found` or result.requested_name in `missing`.",
+    hint="One stub.GetPeople call with an iterator of Name messages (and a timeout=); iterate "
+    "over what it returns. Each result says which name it answers, and HasField tells "
+    "whether it holds a person.",
+    second_hint="requests = (people_pb2.Name(name=n) for n in names); then "
+    "`for result in stub.GetPeople(requests, timeout=5):` and put result.person in "
+    "found[result.requested_name] if result.HasField('person'), else append "
+    "result.requested_name to missing.",
 )
 def lookup_people(lookup: Callable[..., tuple[dict, list[str]]]) -> str:
-    people = sample_people()
-    cases = [(["Alice", "Carol", "Bob", "Dave"], ["Alice", "Bob"], ["Carol", "Dave"]),
+    people = _people()
+    cases = [(["Alice", "Carol", "Zed", "Dave"], ["Alice", "Zed"], ["Carol", "Dave"]),
+             (["Zoe", "Bob", "Carol"], ["Bob"], ["Zoe", "Carol"]),
              (["Eve"], [], ["Eve"]), ([], [], [])]
-    servicer = _CountingRouteGuide()
-    with stub_for("route_guide", "RouteGuide", servicer) as stub:
+    servicer = _CountingDirectory(people)
+    with stub_for("people", "PeopleDirectory", servicer) as stub:
         for names, found_names, missing_names in cases:
-            got = lookup(stub, names)
+            before = Counter(servicer.calls)
+            try:
+                got = lookup(stub, list(names))
+            except grpc.RpcError as error:
+                if "iterating requests" in (error.details() or ""):
+                    raise Mismatch(
+                        f"GetPeople failed with {describe_rpc_error(error)}: the requests must "
+                        "be an iterator (a generator, or iter() of a list), not a list") from None
+                raise
+            calls = servicer.calls - before
+            expect(calls["GetPerson"] == 0,
+                   f"lookup_people(stub, {names}) made {calls['GetPerson']} GetPerson calls: "
+                   "use one GetPeople stream instead of one call per name")
+            if names:
+                expect(calls["GetPeople"] == 1,
+                       f"lookup_people(stub, {names}) made {calls['GetPeople']} GetPeople calls; "
+                       "expected 1: send every name on one stream"
+                       + (" (it looked the names up without calling the server)"
+                          if calls["GetPeople"] == 0 else ""))
             expect(isinstance(got, tuple) and len(got) == 2,
                    f"lookup_people(stub, {names}) returned {got!r}; expected a tuple (found, missing)")
             found, missing = got
-            expect_equal(dict(found), {n: people[n] for n in found_names},
-                         f"`found` for {names}")
-            expect_equal(list(missing), missing_names, f"`missing` for {names}")
-    expect_equal(servicer.calls["GetPerson"], 0, "the number of GetPerson calls")
-    expect_equal(servicer.calls["GetPeople"], len(cases),
-                 f"the number of GetPeople calls for {len(cases)} lookups")
-    expect(all(left < 3600 for left in servicer.time_left),
+            expect(isinstance(found, dict), f"`found` should be a dict, got {type(found).__name__}")
+            expect_equal(sorted(found), sorted(found_names),
+                         f"the names in `found` for {names}")
+            for name, person in found.items():
+                expect(isinstance(person, Person),
+                       f"found[{name!r}] is a {type(person).__name__}; expected the Person "
+                       "inside the result (result.person)")
+                expect_equal(person, people[name], f"found[{name!r}]")
+            expect_equal(list(missing), missing_names,
+                         f"`missing` for {names} (the names that got an error, in the order sent)")
+    expect(servicer.time_left and all(left < 3600 for left in servicer.time_left),
            "a GetPeople call had no deadline: pass timeout= to stub.GetPeople")
-    return f"{len(cases)} lookups, one GetPeople stream each, with a deadline and the right split"
+    return (f"{len(cases)} lookups, one GetPeople stream each (with a deadline), found and "
+            "missing split right, in order")

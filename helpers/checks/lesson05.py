@@ -13,11 +13,20 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from helpers.checks.core import Mismatch, exercise, expect, expect_equal, stub_for
+from helpers.checks.core import (
+    Mismatch,
+    describe_rpc_error,
+    exercise,
+    expect,
+    expect_equal,
+    stub_for,
+)
 from helpers.reference import UserService, UserStore, field_errors, users_pb2 as pb2
+from helpers.reference.users import MAX_PAGE_SIZE
 
 LESSON = "05_user_service"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+WHOLE_CREATE = "hold self._lock for the whole create, the email check included"
 
 
 @contextmanager
@@ -39,7 +48,7 @@ def _concurrent_creates(store: Any, count: int) -> list[int]:
         reads = [pool.submit(store.page, 0, 2 * count) for _ in range(50)]
         errors = [call.exception() for call in creates + reads if call.exception() is not None]
     expect(not errors, f"{len(errors)} of {count} concurrent creates and 50 page reads raised, "
-           f"e.g. {type(errors[0]).__name__}: {errors[0]}" if errors else "")
+           f"e.g. {type(errors[0]).__name__}: {errors[0]}; {WHOLE_CREATE}" if errors else "")
     return [call.result().id for call in creates]
 
 
@@ -68,28 +77,43 @@ def _same_email_race(store_class: type, threads: int = 20) -> int:
     return outcomes.count("created")
 
 
+def _hands_out_copies(store_class: type) -> None:
+    """Changing what create() returned must not change the stored user."""
+    store = store_class()
+    user = store.create("Ada", "ada@example.com")
+    user.name, user.email = "Mallory", "mallory@example.com"
+    kept = store.get(user.id)
+    expect((kept.name, kept.email) == ("Ada", "ada@example.com"),
+           "changing the user that create() returned changed the stored user too: create "
+           "hands out the object behind the lock, which a reply would then serialize outside "
+           "the lock; return a copy (copy_of, or users_pb2.User() and CopyFrom) made under the lock")
+
+
 @exercise(
     "5.1",
     "A store that is safe behind a thread pool",
     notebook=LESSON,
-    hint="Hold the lock for the whole operation: `with self._lock: return super().create(name, "
-    "email)`. The email check, the new id and the insert must all happen under it.",
+    hint="Two rules: the email check, the new id and the insert happen as one step under "
+    "self._lock; and nothing the lock guards leaves it, so hand out a copy of the new user.",
+    second_hint="`with self._lock: return copy_of(super().create(name, email))`.",
 )
 def safe_store(store_class: Any) -> str:
     expect(isinstance(store_class, type), "pass the class SafeUserStore itself, not an instance")
     store_class().create("probe", "probe@example.com")  # raises if not solved yet
+    _hands_out_copies(store_class)
     store, count = store_class(), 1000
     ids = _concurrent_creates(store, count)
     expect(sorted(ids) == list(range(1, count + 1)),
            f"{count} concurrent creates handed out {len(set(ids))} distinct ids; "
-           f"expected 1 to {count}, each once")
+           f"expected 1 to {count}, each once: {WHOLE_CREATE}")
     stored, _ = store.page(0, 2 * count)
     expect_equal(len(stored), count, f"the number of users stored after {count} creates")
     for round_number in range(5):
         created = _same_email_race(store_class)
         expect(created == 1, f"20 threads created the same email at once and {created} succeeded "
-               "(expected exactly 1): the email check and the insert need the same lock")
-    return f"{count} concurrent creates got distinct ids 1..{count}; duplicate emails refused"
+               f"(expected exactly 1): {WHOLE_CREATE}")
+    return (f"{count} concurrent creates got distinct ids 1..{count}; duplicate emails refused; "
+            "create hands out a copy")
 
 
 def _rejected_fields(rpc: Callable, request: Any, what: str) -> set[str]:
@@ -98,8 +122,7 @@ def _rejected_fields(rpc: Callable, request: Any, what: str) -> set[str]:
         rpc(request, timeout=5)
     except grpc.RpcError as error:
         expect(error.code() == INVALID,
-               f"{what} ended with {error.code().name} ({error.details()}), "
-               "expected INVALID_ARGUMENT")
+               f"{what} ended with {describe_rpc_error(error)}, expected INVALID_ARGUMENT")
         fields = field_errors(error)
         expect(bool(fields), f"{what} gave INVALID_ARGUMENT without a BadRequest detail: "
                "call reject(context, violations)")
@@ -115,8 +138,11 @@ def _create(name: str, email: str) -> pb2.CreateUserRequest:
     "5.2",
     "Validate with the right codes",
     notebook=LESSON,
-    hint="Collect FieldViolation(field='name' or 'email', description=...) from "
-    "request.name.strip() and EMAIL_PATTERN.fullmatch(request.email); if any, call "
+    hint="Check every field before touching the store and collect all the problems, so one "
+    "reply names them all; a duplicate email is found by the store (EmailTaken), and it is not "
+    "a bad argument.",
+    second_hint="Collect FieldViolation(field='name' or 'email', description=...) from "
+    "request.name.strip() (empty, too long) and EMAIL_PATTERN.fullmatch(request.email); if any, "
     "reject(context, violations). Then `try: return self.store.create(name, request.email)` "
     "and `except EmailTaken: context.abort(grpc.StatusCode.ALREADY_EXISTS, ...)`.",
 )
@@ -130,6 +156,7 @@ def validation(service_class: Any) -> str:
         cases = [(("", "bo@example.com"), {"name"}), (("   ", "bo@example.com"), {"name"}),
                  ((long_name, "bo@example.com"), {"name"}), (("Bo", "not-an-email"), {"email"}),
                  (("Bo", "bo@example"), {"email"}), (("Bo", "bo @example.com"), {"email"}),
+                 (("Bo", "bo@example.com and more"), {"email"}),
                  (("", "nope"), {"name", "email"})]
         for (name, email), fields in cases:
             what = f"CreateUser({name[:12]!r}, {email!r})"
@@ -140,7 +167,8 @@ def validation(service_class: Any) -> str:
             stub.CreateUser(_create("Ada again", "ada@example.com"), timeout=5)
         except grpc.RpcError as error:
             expect(error.code() == grpc.StatusCode.ALREADY_EXISTS,
-                   f"a duplicate email ended with {error.code().name}, expected ALREADY_EXISTS")
+                   f"a duplicate email ended with {describe_rpc_error(error)}, expected "
+                   "ALREADY_EXISTS")
         else:
             raise Mismatch("CreateUser with an email already in use succeeded")
     return f"valid users created; {len(cases)} bad requests got their field violations; " \
@@ -151,7 +179,11 @@ def _walk(stub: Any, page_size: int, store: UserStore | None = None) -> list[lis
     """The ids of each page; with `store`, delete user 3 after the first page."""
     pages, request = [], pb2.ListUsersRequest(page_size=page_size)
     while len(pages) < 20:
-        reply = stub.ListUsers(request, timeout=5)
+        try:
+            reply = stub.ListUsers(request, timeout=5)
+        except grpc.RpcError as error:
+            raise Mismatch(f"ListUsers(page_size={page_size}) for page {len(pages) + 1} ended with "
+                           f"{describe_rpc_error(error)}") from None
         pages.append([user.id for user in reply.users])
         if not reply.next_page_token:
             return pages
@@ -165,9 +197,12 @@ def _walk(stub: Any, page_size: int, store: UserStore | None = None) -> list[lis
     "5.3",
     "Pagination with tokens",
     notebook=LESSON,
-    hint="Put a page_size outside 0..MAX_PAGE_SIZE and a page_token that decode_page_token "
-    "rejects (ValueError) into violations; then users, more = self.store.page(after_id, "
-    "request.page_size or DEFAULT_PAGE_SIZE), and next_page_token = "
+    hint="Validate both fields first and reject their violations together. A page size of 0 "
+    "means the default and one above the maximum is clamped (AIP-158); only a negative one is "
+    "refused. The token remembers the last id of the page, not how many users to skip.",
+    second_hint="Violations for page_size < 0 and for a page_token that decode_page_token "
+    "rejects (ValueError); then size = min(request.page_size or DEFAULT_PAGE_SIZE, "
+    "MAX_PAGE_SIZE); users, more = self.store.page(after_id, size); next_page_token = "
     "encode_page_token(users[-1].id) if more else ''.",
 )
 def pagination(service_class: Any) -> str:
@@ -186,15 +221,27 @@ def pagination(service_class: Any) -> str:
                      "should remember the last id seen, not an offset: so")
         for request, fields in [
             (pb2.ListUsersRequest(page_size=-1), {"page_size"}),
-            (pb2.ListUsersRequest(page_size=101), {"page_size"}),
             (pb2.ListUsersRequest(page_token="garbage"), {"page_token"}),
-            (pb2.ListUsersRequest(page_size=500, page_token="after:3"), {"page_size", "page_token"}),
+            (pb2.ListUsersRequest(page_size=-5, page_token="after:3"), {"page_size", "page_token"}),
         ]:
             what = f"ListUsers(page_size={request.page_size}, page_token={request.page_token!r})"
             expect_equal(_rejected_fields(stub.ListUsers, request, what), fields,
                          f"the fields rejected by {what}")
-        stub.ListUsers(pb2.ListUsersRequest(page_size=100), timeout=5)
-    return "pages of 10, 0 (default) and 25 are right, tokens survive a delete, bad input rejected"
+    many = UserStore()
+    for i in range(1, MAX_PAGE_SIZE + 31):
+        many.create(f"user {i}", f"user{i}@example.com")
+    with stub_for("users", "UserService", service_class(many)) as stub:
+        for page_size in [MAX_PAGE_SIZE + 1, 500]:
+            try:
+                pages = _walk(stub, page_size)
+            except Mismatch as mismatch:
+                raise Mismatch(f"{mismatch}: a page_size above {MAX_PAGE_SIZE} is clamped to "
+                               f"{MAX_PAGE_SIZE} (AIP-158), not refused") from None
+            expect_equal([len(page) for page in pages], [MAX_PAGE_SIZE, 30],
+                         f"the page lengths for page_size={page_size} ({MAX_PAGE_SIZE + 30} "
+                         f"users; a size above {MAX_PAGE_SIZE} is clamped to {MAX_PAGE_SIZE})")
+    return ("pages of 10, 0 (default) and 25 are right, tokens survive a delete, sizes above "
+            f"{MAX_PAGE_SIZE} clamped, negative sizes and bad tokens rejected together")
 
 
 class _ServiceWithMixedDetails(UserService):
@@ -207,7 +254,7 @@ class _ServiceWithMixedDetails(UserService):
         retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
         bad.Pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field="id", description="7 is reserved")]))
-        status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="id: 7 is reserved",
+        status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="the request was refused",
                                    details=[retry, bad])
         context.abort_with_status(rpc_status.to_status(status))
 
@@ -224,25 +271,31 @@ def _error_of(rpc: Callable, request: Any) -> grpc.RpcError:
     "5.4",
     "Read the field violations",
     notebook=LESSON,
-    hint="status = rpc_status.from_call(error) is None when there are no details; otherwise "
-    "for detail in status.details: if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR), "
+    hint="The violations travel in the status details, not in the message text. An error "
+    "may have no details at all, and a status may carry details of other types before the "
+    "BadRequest.",
+    second_hint="status = rpc_status.from_call(error) is None when there are no details; "
+    "otherwise for detail in status.details: if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR), "
     "Unpack it into error_details_pb2.BadRequest() and read its field_violations.",
 )
 def read_field_errors(learner_field_errors: Callable[[grpc.RpcError], dict[str, str]]) -> str:
     with stub_for("users", "UserService", _ServiceWithMixedDetails()) as stub:
         cases = [
             ("CreateUser('', 'nope')", stub.CreateUser, _create("", "nope"),
-             {"name": "must not be empty", "email": "must look like name@example.com"}),
+             {"name": "must not be empty", "email": "must look like name@example.com"}, ""),
             ("ListUsers(page_size=-5, page_token='x')", stub.ListUsers,
              pb2.ListUsersRequest(page_size=-5, page_token="x"),
-             {"page_size": "must be between 0 and 100",
-              "page_token": "must be a next_page_token from ListUsers"}),
+             {"page_size": "must not be negative",
+              "page_token": "must be a next_page_token from ListUsers"}, ""),
             ("GetUser(999), a NOT_FOUND without details", stub.GetUser,
-             pb2.GetUserRequest(id=999), {}),
-            ("GetUser(7), with a RetryInfo before its BadRequest", stub.GetUser,
-             pb2.GetUserRequest(id=7), {"id": "7 is reserved"}),
+             pb2.GetUserRequest(id=999), {}, ": an error without details gives {}"),
+            ("GetUser(7), with a RetryInfo before its BadRequest and a message that names no "
+             "field", stub.GetUser, pb2.GetUserRequest(id=7), {"id": "7 is reserved"},
+             ": read the violations from the BadRequest detail (not the message text), and look "
+             "at every detail, not only the first"),
         ]
-        for what, rpc, request, expected in cases:
+        for what, rpc, request, expected, advice in cases:
             got = learner_field_errors(_error_of(rpc, request))
-            expect_equal(got, expected, f"field_errors for {what}")
+            expect(got == expected,
+                   f"field_errors for {what}: expected {expected!r}, got {got!r}{advice}")
     return f"{len(cases)} errors read: violations found, other details skipped, no details gives {{}}"

@@ -1,1 +1,344 @@
-"""Checks for lesson 09, TLS, mTLS and auth."""
+"""Checks for lesson 09, TLS, mTLS and auth.
+
+Every check makes its own certificates (`tls.make_pki`) and its own token key, so an
+answer that uses the notebook's globals instead of its arguments is caught. Servers
+report what they saw (the transport, the client certificate's name, the token that
+arrived, how many calls reached the handlers), so the checks verify the server side.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import grpc
+
+from helpers import tls
+from helpers.checks.core import Mismatch, describe_rpc_error, exercise, expect, expect_equal
+from helpers.reference.vault import TokenAuth, Tokens, Vault, vault_pb2, vault_pb2_grpc
+from helpers.servers import serve
+
+LESSON = "09_tls_auth"
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+ADD = vault_pb2_grpc.add_VaultServicer_to_server
+Metadata = list[tuple[str, str]]
+
+
+def _call(channel: grpc.Channel, method: str,
+          metadata: Metadata | None = None) -> tuple[Any, grpc.RpcError | None]:
+    """Call WhoAmI or ListSecrets with a short deadline: (reply or list of replies, error)."""
+    stub = vault_pb2_grpc.VaultStub(channel)
+    try:
+        if method == "WhoAmI":
+            return stub.WhoAmI(vault_pb2.WhoAmIRequest(), timeout=5, metadata=metadata), None
+        return list(stub.ListSecrets(vault_pb2.ListSecretsRequest(), timeout=5,
+                                     metadata=metadata)), None
+    except grpc.RpcError as error:
+        return None, error
+
+
+KIND = {"WhoAmI": "WhoAmI (unary)", "ListSecrets": "ListSecrets (server streaming)"}
+
+
+def _who(channel: grpc.Channel, what: str, advice: str) -> Any:
+    reply, error = _call(channel, "WhoAmI")
+    if error is not None:
+        raise Mismatch(f"{what} failed with {describe_rpc_error(error)}: {advice}")
+    return reply
+
+
+def _tls_client(target: str, pki: tls.Pki, client: tls.Certificate | None = None) -> grpc.Channel:
+    if client is None:
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(pki.ca.cert_pem))
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(
+        pki.ca.cert_pem, private_key=client.key_pem, certificate_chain=client.cert_pem))
+
+
+def _tls_server(certificate: tls.Certificate, name: str):
+    credentials = grpc.ssl_server_credentials([(certificate.key_pem, certificate.cert_pem)])
+    return serve(ADD, Vault(), name=name, credentials=credentials)
+
+
+@exercise(
+    "9.1",
+    "A TLS server and a client that trusts it",
+    notebook=LESSON,
+    hint="The server side needs its certificate and private key; the client side needs only "
+    "the certificate of the authority that signed it. Both come from the pki argument.",
+    second_hint="serve(..., credentials=grpc.ssl_server_credentials([(pki.server.key_pem, "
+    "pki.server.cert_pem)])) and grpc.secure_channel(target, "
+    "grpc.ssl_channel_credentials(root_certificates=pki.ca.cert_pem)).",
+)
+def tls_server_and_client(start_server: Callable, make_channel: Callable) -> str:
+    pki = tls.make_pki(prefix="check91-")
+    server = start_server(pki)
+    expect(hasattr(server, "port") and hasattr(server, "stop"),
+           f"tls_server(pki) returned {server!r}; return the server that serve(...) started")
+    try:
+        for host in ["localhost", "127.0.0.1"]:
+            target = f"{host}:{server.port}"
+            with _tls_client(target, pki) as channel:
+                reply, error = _call(channel, "WhoAmI")
+            if error is not None:
+                with grpc.insecure_channel(target) as plain:
+                    _, plain_error = _call(plain, "WhoAmI")
+                expect(plain_error is not None,
+                       "your server answers in plaintext: start it with credentials= "
+                       "(grpc.ssl_server_credentials), not without")
+                raise Mismatch(f"a client that trusts pki.ca could not connect to your server "
+                               f"at {host} ({describe_rpc_error(error)}): present pki.server, "
+                               "the certificate pki.ca signed for localhost and 127.0.0.1")
+            expect_equal(reply.transport, "ssl", "the transport your server saw")
+    finally:
+        server.stop()
+
+    with _tls_server(pki.server, "check91-vault") as reference:
+        with make_channel(f"localhost:{reference.port}", pki) as channel:
+            reply = _who(channel, "a call on your channel to a TLS server whose certificate "
+                         "pki.ca signed", "use grpc.secure_channel with "
+                         "ssl_channel_credentials(root_certificates=the course CA)")
+        expect_equal(reply.transport, "ssl", "the transport the server saw from your channel")
+    for impostor, who in [(pki.other_server, "another CA (pki.other_ca)"),
+                          (pki.expired, "pki.ca, but expired")]:
+        with _tls_server(impostor, "check91-impostor") as fake:
+            with make_channel(f"localhost:{fake.port}", pki) as channel:
+                _, error = _call(channel, "WhoAmI")
+        expect(error is not None,
+               f"your channel accepted a server whose certificate was signed by {who}: "
+               "trust pki.ca only")
+    return ("your server spoke TLS by name and by IP; your channel reached it and refused "
+            "a certificate from another CA and an expired one")
+
+
+@exercise(
+    "9.2",
+    "An mTLS server that rejects a client without a certificate",
+    notebook=LESSON,
+    hint="In mutual TLS each side proves who it is: the server must also be told which "
+    "authority signs client certificates, and that a certificate is compulsory. The client "
+    "sends its own key and certificate.",
+    second_hint="grpc.ssl_server_credentials([(key, cert)], root_certificates=pki.ca.cert_pem, "
+    "require_client_auth=True); grpc.ssl_channel_credentials(pki.ca.cert_pem, "
+    "private_key=who.key_pem, certificate_chain=who.cert_pem).",
+)
+def mutual_tls(server_credentials: Callable, make_channel: Callable) -> str:
+    pki = tls.make_pki(prefix="check92-")
+    with serve(ADD, Vault(), name="check92-yours", credentials=server_credentials(pki)) as server:
+        target = f"localhost:{server.port}"
+        with _tls_client(target, pki, pki.alice) as channel:
+            reply = _who(channel, "alice (certificate signed by pki.ca) calling your server",
+                         "the server must trust pki.ca for client certificates "
+                         "(root_certificates=)")
+        expect(reply.name == "alice",
+               "your server did not ask for alice's certificate (it saw no client identity): "
+               "set require_client_auth=True")
+        for client, what in [(None, "a client without a certificate"),
+                             (pki.mallory, "mallory, whose certificate another CA signed,")]:
+            with _tls_client(target, pki, client) as channel:
+                _, error = _call(channel, "WhoAmI")
+            expect(error is not None, f"{what} got an answer from your server: it must trust "
+                   "only pki.ca and require a client certificate (require_client_auth=True)")
+    reference_credentials = grpc.ssl_server_credentials(
+        [(pki.server.key_pem, pki.server.cert_pem)], root_certificates=pki.ca.cert_pem,
+        require_client_auth=True)
+    with serve(ADD, Vault(), name="check92-mtls", credentials=reference_credentials) as server:
+        for client in [pki.alice, pki.bob]:
+            with make_channel(f"localhost:{server.port}", pki, client) as channel:
+                reply = _who(channel, f"mtls_channel(target, pki, pki.{client.name}) calling "
+                             "an mTLS server", "send the client's key and certificate "
+                             "(private_key=, certificate_chain=) and trust pki.ca")
+            expect_equal(reply.name, client.name,
+                         "the client name the server read from your channel's certificate")
+    return ("your server required a client certificate from pki.ca (refused none and another "
+            "CA's); your channel presented alice's and bob's")
+
+
+class _Guarded(Vault):
+    """The vault, with the learner's authorize(context, allowed) guarding both methods."""
+
+    def __init__(self, authorize: Callable, allowed: set[str]) -> None:
+        super().__init__()
+        self.authorize, self.allowed_names = authorize, allowed
+
+    def _enter(self, method: str, context: grpc.ServicerContext) -> str:
+        name = self.authorize(context, set(self.allowed_names))
+        return name if isinstance(name, str) else ""
+
+
+def _expect_code(channel: grpc.Channel, expected: grpc.StatusCode, who: str,
+                 metadata: Metadata | None = None, advice: str = "") -> None:
+    for method in ["WhoAmI", "ListSecrets"]:
+        _, error = _call(channel, method, metadata)
+        if error is None:
+            raise Mismatch(f"{who} was let in on {KIND[method]}, expected {expected.name}"
+                           + (f": {advice}" if advice else ""))
+        if error.code() != expected:
+            raise Mismatch(f"{who} got {describe_rpc_error(error)} on {KIND[method]}, "
+                           f"expected {expected.name}" + (f": {advice}" if advice else ""))
+        expect(bool(error.details()), f"{who} got {expected.name} but no message (details)")
+
+
+@exercise(
+    "9.3",
+    "Authorize by client certificate identity",
+    notebook=LESSON,
+    hint="Two different failures: the server does not know who the caller is, or knows and "
+    "says no. Only the TLS layer can tell you who it is (the certificate was verified); "
+    "nothing the client writes in metadata can.",
+    second_hint="identities = context.peer_identities() is None without a client certificate "
+    "(abort UNAUTHENTICATED); otherwise name = identities[0].decode() must be exactly in "
+    "allowed (else abort PERMISSION_DENIED); return name.",
+)
+def authorize_by_identity(authorize: Callable) -> str:
+    pki = tls.make_pki(prefix="check93-")
+    malice = pki.ca.issue("malice", file_name="check93-malice")
+    mtls = grpc.ssl_server_credentials([(pki.server.key_pem, pki.server.cert_pem)],
+                                       root_certificates=pki.ca.cert_pem, require_client_auth=True)
+    vault = _Guarded(authorize, {"alice"})
+    with serve(ADD, vault, name="check93-mtls", credentials=mtls) as server:
+        target = f"localhost:{server.port}"
+        with _tls_client(target, pki, pki.alice) as channel:
+            for method in ["WhoAmI", "ListSecrets"]:
+                reply, error = _call(channel, method)
+                if error is not None:
+                    raise Mismatch(f"alice, who is allowed, got {describe_rpc_error(error)} on "
+                                   f"{KIND[method]}: read the name from the verified client "
+                                   "certificate (context.peer_identities())")
+                if method == "WhoAmI":
+                    expect_equal(reply.name, "alice", "authorize(...) for alice returned a name")
+        for client in [pki.bob, malice]:
+            with _tls_client(target, pki, client) as channel:
+                _expect_code(channel, PERMISSION_DENIED, f"{client.name} (known, not allowed)",
+                             advice="compare the whole name with allowed, not a part of it"
+                             if client is malice else "")
+        with _tls_client(target, pki, pki.bob) as channel:
+            for key in ["x-client-id", "x-user"]:
+                _expect_code(channel, PERMISSION_DENIED, f"bob with metadata {key}: alice",
+                             metadata=[(key, "alice")],
+                             advice="metadata is whatever the client writes; trust only the "
+                             "certificate")
+    vault_for_bob = _Guarded(authorize, {"bob"})
+    with serve(ADD, vault_for_bob, name="check93-bob", credentials=mtls) as server:
+        with _tls_client(f"localhost:{server.port}", pki, pki.bob) as channel:
+            reply = _who(channel, "bob calling a vault whose allowed set is {'bob'}",
+                         "check against the allowed argument, not a fixed name")
+            expect_equal(reply.name, "bob", "authorize(...) for bob returned a name")
+        with _tls_client(f"localhost:{server.port}", pki, pki.alice) as channel:
+            _expect_code(channel, PERMISSION_DENIED, "alice on a vault that allows only bob",
+                         advice="check against the allowed argument, not a fixed name")
+    server_only = grpc.ssl_server_credentials([(pki.server.key_pem, pki.server.cert_pem)])
+    with serve(ADD, _Guarded(authorize, {"alice"}), name="check93-tls",
+               credentials=server_only) as server:
+        with _tls_client(f"localhost:{server.port}", pki, pki.alice) as channel:
+            _expect_code(channel, UNAUTHENTICATED,
+                         "a caller with no verified identity (TLS without client certificates)",
+                         advice="peer_identities() is None: the server does not know who "
+                         "it is, which is UNAUTHENTICATED")
+    return ("alice got in on both methods; bob, malice and a forged x-client-id got "
+            "PERMISSION_DENIED; a caller without a certificate got UNAUTHENTICATED")
+
+
+class _Recorder(grpc.ServerInterceptor):
+    """Records the authorization header of every call, before any other interceptor."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        self._lock = threading.Lock()
+
+    def intercept_service(self, continuation, handler_call_details):
+        header = dict(handler_call_details.invocation_metadata or ()).get("authorization")
+        with self._lock:
+            self.seen.append((handler_call_details.method.rsplit("/", 1)[-1], header))
+        return continuation(handler_call_details)
+
+
+@exercise(
+    "9.4",
+    "A token plugin on a local channel",
+    notebook=LESSON,
+    hint="A grpc.AuthMetadataPlugin is called before every call and hands its metadata to "
+    "callback. Tokens change over time, so ask for one each time. Call credentials travel "
+    "only on a channel gRPC considers secure; on loopback that can be local credentials.",
+    second_hint="In __call__: callback((('authorization', f'Bearer {self.get_token()}'),), None). "
+    "The channel: grpc.secure_channel(target, grpc.composite_channel_credentials("
+    "grpc.local_channel_credentials(), grpc.metadata_call_credentials(BearerToken(get_token)))).",
+)
+def token_plugin(make_channel: Callable) -> str:
+    tokens, recorder, vault = Tokens(), _Recorder(), Vault()
+    current = {"token": tokens.issue("alice")}
+    with serve(ADD, vault, name="check94-local", interceptors=[recorder, TokenAuth(tokens.key)],
+               credentials=grpc.local_server_credentials()) as server:
+        with make_channel(server.target, lambda: current["token"]) as channel:
+            steps = [("WhoAmI", current["token"]), ("ListSecrets", current["token"])]
+            steps.append(("WhoAmI", tokens.issue("alice", ttl=120)))  # the token was renewed
+            for method, token in steps:
+                current["token"] = token
+                before = len(recorder.seen)
+                _, error = _call(channel, method)
+                arrived = [header for _, header in recorder.seen[before:]]
+                if error is not None and not arrived:
+                    advice = ("metadata keys must be lowercase" if "Illegal metadata"
+                              in (error.details() or "") else "the call never reached the server")
+                    raise Mismatch(f"{KIND[method]} on your channel failed with "
+                                   f"{describe_rpc_error(error)}: {advice}")
+                expect(bool(arrived) and arrived[-1] is not None,
+                       f"{KIND[method]} reached the server without an authorization header: "
+                       "call credentials need a secure channel (local credentials on loopback)")
+                if arrived[-1] != f"Bearer {token}" and arrived[-1].endswith(token):
+                    raise Mismatch(f"the server got authorization: {arrived[-1][:24]}...; "
+                                   "expected 'Bearer <token>'")
+                expect(arrived[-1] == f"Bearer {token}",
+                       "after get_token() started returning a new token, your plugin still sent "
+                       "the old one: ask get_token() on every call, not once")
+                expect(error is None, f"{KIND[method]} failed with "
+                       f"{describe_rpc_error(error) if error else ''}")
+    return ("3 calls, unary and streaming, each carried the current token as "
+            "'authorization: Bearer ...' over local credentials")
+
+
+def _token_cases(tokens: Tokens) -> list[tuple[str, Metadata]]:
+    return [
+        ("no token", []),
+        ("a token signed with another key", [("authorization",
+                                              f"Bearer {Tokens().issue('alice')}")]),
+        ("an expired token", [("authorization", f"Bearer {tokens.issue('alice', ttl=-30)}")]),
+        ("a token that is not a JWT", [("authorization", "Bearer let-me-in")]),
+        ("a key without 'Bearer '", [("authorization", tokens.issue("alice"))]),
+    ]
+
+
+@exercise(
+    "9.5",
+    "A token check that covers streaming calls",
+    notebook=LESSON,
+    hint="intercept_service runs before the handler for every call type, but what you return "
+    "instead of the handler must be of the same call type. Let PyJWT verify the signature "
+    "and the expiry; never skip either.",
+    second_hint="handler = continuation(details); read the 'authorization' metadata; "
+    "jwt.decode(token, self.key, algorithms=['HS256']) raises jwt.InvalidTokenError when "
+    "forged or expired; then return a refusing handler made like the original: "
+    "grpc.unary_stream_rpc_method_handler(abort) when handler.response_streaming, and so on.",
+)
+def token_interceptor(interceptor_class: type) -> str:
+    tokens, vault = Tokens(), Vault()
+    interceptor = interceptor_class(tokens.key)
+    with serve(ADD, vault, name="check95-local", interceptors=[interceptor],
+               credentials=grpc.local_server_credentials()) as server:
+        with grpc.secure_channel(server.target, grpc.local_channel_credentials()) as channel:
+            good = [("authorization", f"Bearer {tokens.issue('alice')}")]
+            for method in ["WhoAmI", "ListSecrets"]:
+                _, error = _call(channel, method, good)
+                if error is not None:
+                    raise Mismatch(f"{KIND[method]} with a valid token failed with "
+                                   f"{describe_rpc_error(error)}")
+            expect_equal(dict(vault.calls), {"WhoAmI": 1, "ListSecrets": 1},
+                         "calls with a valid token that reached the handlers")
+            for what, metadata in _token_cases(tokens):
+                _expect_code(channel, UNAUTHENTICATED, f"a call with {what}", metadata,
+                             advice="the caller did not prove who it is, so UNAUTHENTICATED "
+                             "(PERMISSION_DENIED is for a known caller who is not allowed)")
+                expect_equal(dict(vault.calls), {"WhoAmI": 1, "ListSecrets": 1},
+                             f"calls that reached the handlers after calls with {what}")
+    return (f"valid tokens got through on both methods; {len(_token_cases(tokens))} kinds of bad "
+            "token got UNAUTHENTICATED on unary and streaming calls before any handler ran")

@@ -11,12 +11,12 @@ from helpers.reference.calculator import (
     calculator_pb2,
     calculator_pb2_grpc,
 )
-from helpers.reference.route_guide import (
+from helpers.reference.people import (
+    PeopleDirectory,
     Person,
-    RouteGuide,
+    people_pb2,
+    people_pb2_grpc,
     person_pb2,
-    route_guide_pb2,
-    route_guide_pb2_grpc,
     sample_people,
 )
 from helpers.reference.users import (
@@ -30,7 +30,7 @@ from helpers.reference.users import (
 
 __all__ = [
     "INT32_MAX", "INT32_MIN", "Calculator", "calculator_pb2", "calculator_pb2_grpc",
-    "Person", "RouteGuide", "person_pb2", "route_guide_pb2", "route_guide_pb2_grpc",
+    "PeopleDirectory", "Person", "people_pb2", "people_pb2_grpc", "person_pb2",
     "sample_people",
     "EmailTaken", "UserService", "UserStore", "field_errors", "users_pb2", "users_pb2_grpc",
 ]

@@ -4,7 +4,9 @@
   server's thread pool.
 - `UserService` answers bad input with INVALID_ARGUMENT plus google.rpc.BadRequest
   field violations (`reject`), an unknown id with NOT_FOUND and an email already
-  in use with ALREADY_EXISTS.
+  in use with ALREADY_EXISTS. UpdateUser applies CreateUser's rules to each field
+  it changes (and refuses enum numbers that are not a real status); ListUsers
+  clamps a page size above the maximum and refuses a negative one (AIP-158).
 - `field_errors` reads those field violations back on the client.
 """
 
@@ -21,7 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from helpers import protos
-from helpers.reference.route_guide import preview
+from helpers.reference.people import preview
 
 users_pb2, users_pb2_grpc = protos.load("users")
 
@@ -42,7 +44,8 @@ class EmailTaken(Exception):
 
 class UserStore:
     """Users in memory. One lock guards the dict and the id counter, so a
-    check-then-act sequence (is the email free? then insert) is atomic."""
+    check-then-act sequence (is the email free? then insert) is atomic.
+    Every method returns copies: no reference to the locked state leaves the lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -134,7 +137,7 @@ def name_and_email_violations(name: str | None, email: str | None) -> list[Field
     if name is not None:
         if not name.strip():
             violations.append(FieldViolation(field="name", description="must not be empty"))
-        elif len(name) > MAX_NAME_LENGTH:
+        elif len(name.strip()) > MAX_NAME_LENGTH:
             violations.append(FieldViolation(
                 field="name", description=f"must be at most {MAX_NAME_LENGTH} characters"))
     if email is not None:
@@ -193,9 +196,8 @@ class UserService(users_pb2_grpc.UserServiceServicer):
 
     def ListUsers(self, request, context):
         violations = []
-        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-            violations.append(FieldViolation(
-                field="page_size", description=f"must be between 0 and {MAX_PAGE_SIZE}"))
+        if request.page_size < 0:
+            violations.append(FieldViolation(field="page_size", description="must not be negative"))
         after_id = 0
         if request.page_token:
             try:
@@ -205,7 +207,9 @@ class UserService(users_pb2_grpc.UserServiceServicer):
                     field="page_token", description="must be a next_page_token from ListUsers"))
         if violations:
             reject(context, violations)
-        users, more = self.store.page(after_id, request.page_size or DEFAULT_PAGE_SIZE)
+        # AIP-158: 0 means the default; a size above the maximum is clamped, not refused.
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        users, more = self.store.page(after_id, size)
         token = encode_page_token(users[-1].id) if more else ""
         return users_pb2.ListUsersResponse(users=users, next_page_token=token)
 

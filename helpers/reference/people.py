@@ -1,8 +1,11 @@
-"""The finished route guide of lesson 04: look people up by name.
+"""The finished people directory of lesson 04: look people up by name.
 
-`GetPerson` answers an unknown name with NOT_FOUND (not a "Not Found" person);
-`GetPeople` answers every streamed name with one `PersonResult`, so an unknown
-name is reported in its reply and the stream carries on.
+Seed article 001 calls this service `RouteGuide`; it looks people up, so the
+course calls it `PeopleDirectory` (lesson 06's `routeguide.RouteGuide` is the
+classic route guide). `GetPerson` answers an unknown name with NOT_FOUND (not a
+"Not Found" person); `GetPeople` answers every streamed name with one
+`PersonResult`, so an unknown name is reported in its reply and the stream
+carries on.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import grpc
 from helpers import protos
 
 person_pb2, _ = protos.load("person")
-route_guide_pb2, route_guide_pb2_grpc = protos.load("route_guide")
+people_pb2, people_pb2_grpc = protos.load("people")
 
 Person = person_pb2.Person
 
@@ -39,9 +42,9 @@ def preview(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def lookup(people: dict[str, Person], name: str) -> route_guide_pb2.PersonResult:
+def lookup(people: dict[str, Person], name: str) -> people_pb2.PersonResult:
     """One GetPeople reply: the person called `name`, or the reason there is none."""
-    result = route_guide_pb2.PersonResult(requested_name=name)
+    result = people_pb2.PersonResult(requested_name=name)
     if not name:
         result.error = "name is empty"
     elif name in people:
@@ -51,7 +54,7 @@ def lookup(people: dict[str, Person], name: str) -> route_guide_pb2.PersonResult
     return result
 
 
-class RouteGuide(route_guide_pb2_grpc.RouteGuideServicer):
+class PeopleDirectory(people_pb2_grpc.PeopleDirectoryServicer):
     """People by name: unary GetPerson, bidirectional-streaming GetPeople."""
 
     def __init__(self, people: dict[str, Person] | None = None) -> None:
@@ -65,7 +68,7 @@ class RouteGuide(route_guide_pb2_grpc.RouteGuideServicer):
         return self.people[request.name]
 
     def GetPeople(
-        self, request_iterator: Iterable[route_guide_pb2.Name], context
-    ) -> Iterator[route_guide_pb2.PersonResult]:
+        self, request_iterator: Iterable[people_pb2.Name], context
+    ) -> Iterator[people_pb2.PersonResult]:
         for request in request_iterator:
             yield lookup(self.people, request.name)
