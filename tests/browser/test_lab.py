@@ -142,10 +142,57 @@ def test_unsolved_lesson_shows_failed_checks(lab: str, browser) -> None:
     screenshot(page, "❌", "lesson03_unsolved.png")
     assert text.count("❌ Exercise 3.") == 5, text[-2000:]
     assert "✅" not in text
-    assert "Hint: " in text
+    assert "not solved yet. Write your code" in text
+    assert "Hint" not in text, "no hint before the learner has tried"
     assert "CheckFailed: Exercise 3.1 is not solved yet" in text
+    # Cells that need an unsolved exercise say so in one line, with no traceback.
+    assert "⏭ This cell needs Exercise 3.1, which is not solved yet." in text
+    assert "Traceback" not in text and "_InactiveRpcError" not in text
     # Cells that do not need an exercise still ran: the seed's crash is shown.
     assert "StatusCode.UNKNOWN" in text
+    page.close()
+
+
+WRONG_ATTEMPT = [
+    "import helpers\nfrom helpers import check\nfrom helpers.reference import Calculator, calculator_pb2",
+    "class WrongAdd(Calculator):\n    def Add(self, request, context):\n"
+    "        return calculator_pb2.AddReply(result=request.a - request.b)",
+    'check("3.1", WrongAdd)',
+]
+
+
+def put_notebook(lab: str, path: str, sources: list[str]) -> None:
+    """Save a notebook with these code cells into the lab's folder (Jupyter's contents API)."""
+    import nbformat
+
+    base, token = lab.split("|")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    body = json.dumps({"type": "notebook", "format": "json",
+                       "content": json.loads(nbformat.writes(notebook))}).encode()
+    request = urllib.request.Request(f"{base}/api/contents/{path}?token={token}", data=body,
+                                     method="PUT", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).close()
+
+
+def test_a_wrong_attempt_shows_its_hint_only_when_clicked(lab: str, browser) -> None:
+    put_notebook(lab, "hint_scratch.ipynb", WRONG_ATTEMPT)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    text = run_all(page, lab, "hint_scratch.ipynb")
+    assert "❌ Exercise 3.1" in text and "expected 5, got -1" in text
+    from helpers.checks import EXERCISES
+
+    hint_text = EXERCISES["3.1"].hint
+    summary = page.locator(".jp-NotebookPanel:visible details.course-hint summary").first
+    summary.wait_for(timeout=30_000)
+    hint = page.locator(".jp-NotebookPanel:visible details.course-hint", has_text="Hint").first
+    assert summary.inner_text().startswith("Hint")
+    assert not page.get_by_text(hint_text[:40]).first.is_visible(), "the hint shows before a click"
+    summary.click()
+    assert page.get_by_text(hint_text[:40]).first.is_visible(), "the hint stays hidden after a click"
+    assert hint.get_attribute("open") is not None
+    screenshot(page, "❌", "hint_opened.png")
     page.close()
 
 
