@@ -61,11 +61,13 @@ def compile_isolated(proto_text: str, file_name: str, message: str) -> type[Mess
     "2.1",
     "Run the protocol compiler",
     notebook=LESSON,
-    hint="Build the command [sys.executable, '-m', 'grpc_tools.protoc', f'--proto_path={folder}', "
-    "f'--python_out={out_dir}', f'--pyi_out={out_dir}', f'--grpc_python_out={out_dir}', "
-    "str(proto_file)], run it with subprocess.run(..., capture_output=True, text=True), raise "
-    "RuntimeError(result.stderr) when result.returncode != 0, and return "
-    "sorted(path.name for path in out_dir.iterdir()).",
+    hint="The cell above the exercise runs protoc on person.proto; generalize its command to "
+    "any proto_file and out_dir, then look at result.returncode and result.stderr.",
+    second_hint="Build the command [sys.executable, '-m', 'grpc_tools.protoc', "
+    "f'--proto_path={proto_file.parent}', f'--python_out={out_dir}', f'--pyi_out={out_dir}', "
+    "f'--grpc_python_out={out_dir}', str(proto_file)], run it with subprocess.run(..., "
+    "capture_output=True, text=True), raise RuntimeError(result.stderr) when "
+    "result.returncode != 0, and return sorted(path.name for path in out_dir.iterdir()).",
 )
 def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
     with tempfile.TemporaryDirectory() as folder:
@@ -75,9 +77,18 @@ def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
         proto = source / "pinger.proto"
         proto.write_text('syntax = "proto3";\npackage pinger;\nmessage Ping { string text = 1; }\n'
                          "service Pinger { rpc Send(Ping) returns (Ping); }\n")
-        names = compile_proto(proto, out_dir)
+        try:
+            names = compile_proto(proto, out_dir)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            raise Mismatch(f"compile_proto raised {type(error).__name__} for a valid proto in "
+                           f"another folder ({str(error).strip()[:200]}): is --proto_path the "
+                           "proto file's own folder?") from None
         expected = ["pinger_pb2.py", "pinger_pb2.pyi", "pinger_pb2_grpc.py"]
         expect_equal(sorted(names or []), expected, "the files compile_proto returned")
+        expect(list(names) == sorted(names), f"compile_proto returned {list(names)!r}; "
+               "return the names sorted")
         expect_equal(sorted(path.name for path in out_dir.iterdir()), expected,
                      "the files in out_dir")
         expect("class PingerStub" in (out_dir / "pinger_pb2_grpc.py").read_text(),
@@ -86,13 +97,23 @@ def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
         broken.write_text('syntax = "proto3";\nmessage Broken { string text = ; }\n')
         try:
             compile_proto(broken, out_dir)
+        except RuntimeError as error:
+            expect("broken.proto:2:" in str(error),
+                   f"for a broken .proto the RuntimeError says {str(error).strip()[:200]!r}; it "
+                   "should carry protoc's own message (result.stderr), which names "
+                   "broken.proto, the line and the problem")
         except Exception as error:
-            expect("broken.proto" in str(error),
-                   f"for a broken .proto the error was {error!r}; it should carry protoc's "
-                   "message, which names broken.proto and the line")
+            raise Mismatch(f"for a broken .proto compile_proto raised {type(error).__name__}"
+                           f"({str(error).strip()[:160]}); raise RuntimeError with protoc's own "
+                           "message (result.stderr), which says what is wrong and where") from None
         else:
             raise Mismatch("a broken .proto compiled without an error; check result.returncode")
-    return "3 files written and returned for a service proto; a broken proto raised protoc's error"
+    return ("3 files written and returned for a service proto; a broken proto raised "
+            "RuntimeError with protoc's message")
+
+
+# Field 111, varint 1: no Person has it. Bytes keep it as an unknown field; JSON cannot.
+UNKNOWN_FIELD = b"\xf8\x06\x01"
 
 
 def _people() -> list[Any]:
@@ -105,12 +126,26 @@ def _people() -> list[Any]:
     ]
 
 
+def _with_unknown_field() -> Any:
+    """A Person written by a newer program: it carries a field this Person does not know."""
+    return Person.FromString(Person(name="Lin", age=3).SerializeToString() + UNKNOWN_FIELD)
+
+
+def _without_unknown_fields(person: Any) -> Any:
+    copy = Person()
+    copy.CopyFrom(person)
+    copy.DiscardUnknownFields()
+    return copy
+
+
 @exercise(
     "2.2",
     "A nested Person, through bytes and JSON",
     notebook=LESSON,
-    hint="Build it with Person(name=..., age=..., gender=Person.GENDER_FEMALE, hobbies=[...], "
-    "address=Person.Address(street=..., city=...)). For the round trip: "
+    hint="The cells of \"Messages in Python\" build Ada with a nested Address, and show "
+    "SerializeToString/FromString and json_format's two functions.",
+    second_hint="Build it with Person(name=..., age=..., gender=Person.GENDER_FEMALE, "
+    "hobbies=[...], address=Person.Address(street=..., city=...)). For the round trip: "
     "Person.FromString(person.SerializeToString()) and "
     "json_format.Parse(json_format.MessageToJson(person), Person()).",
 )
@@ -123,19 +158,33 @@ def round_trip(make_person: Callable[[], Any], round_trip: Callable[[Any], tuple
            f"make_person() returned {type(person).__name__}, expected a person_pb2.Person")
     for name in ("name", "age", "gender", "hobbies", "address"):
         expect_equal(_plain(person, name), _plain(expected, name), f"make_person().{name}")
-    for original in [person, *_people()]:
+    newer = _with_unknown_field()
+    for original in [person, *_people(), newer]:
         copies = round_trip(original)
         expect(isinstance(copies, tuple) and len(copies) == 2,
                f"round_trip returned {copies!r}, expected a tuple (from_bytes, from_json)")
-        for label, copy in zip(("from bytes", "from JSON"), copies):
+        for label, copy, how in zip(("from bytes", "from JSON"), copies,
+                                    ("decode the bytes with Person.FromString",
+                                     "parse the JSON text with json_format.Parse")):
+            expect(isinstance(copy, Message) and copy.DESCRIPTOR.full_name == "person.Person",
+                   f"the copy {label} is a {type(copy).__name__}, not a Person: {how}")
             expect(copy is not original, f"the copy {label} is the original object itself; "
                    "decode a new message from the bytes or the JSON text")
-            expect(copy == original, f"the copy {label} differs from the original:\n"
-                   f"{json_format.MessageToJson(original, indent=None)}\n"
-                   f"{json_format.MessageToJson(copy, indent=None)}")
-        expect(copies[0].HasField("address") == original.HasField("address"),
+        from_bytes, from_json = copies
+        expect(from_bytes == original, "the copy from bytes differs from the original:\n"
+               f"{_describe(original)}\n{_describe(from_bytes)}")
+        if original is newer:
+            expect(from_json != original,
+                   "the copy from JSON still has the unknown field 111 of a Person written by a "
+                   "newer program; JSON cannot carry unknown fields, so that copy did not go "
+                   "through JSON (json_format.MessageToJson, then json_format.Parse)")
+            original = _without_unknown_fields(original)
+        expect(from_json == original, "the copy from JSON differs from the original:\n"
+               f"{_describe(original)}\n{_describe(from_json)}")
+        expect(from_bytes.HasField("address") == original.HasField("address"),
                "the copy from bytes lost track of whether the address is set")
-    return "the Person is right, and 5 people survived bytes and JSON unchanged"
+    return ("the Person is right; 6 people survived bytes and JSON, and JSON dropped the "
+            "unknown field of a newer writer, as it must")
 
 
 _VARINTS = [0, 1, 127, 128, 150, 300, 16383, 16384, 2**31 - 1, 2**32, 2**63, 2**64 - 1]
@@ -145,8 +194,11 @@ _VARINTS = [0, 1, 127, 128, 150, 300, 16383, 16384, 2**31 - 1, 2**32, 2**63, 2**
     "2.3",
     "Decode a varint by hand",
     notebook=LESSON,
-    hint="Loop from data[pos]: add (byte & 0x7F) << shift to the value, add 7 to shift, and stop "
-    "after the first byte whose high bit (byte & 0x80) is 0; return (value, index after it).",
+    hint="Reread how 150 becomes 96 01: which group of 7 bits comes first, and which bit says "
+    "that another byte follows?",
+    second_hint="Loop from data[pos]: add (byte & 0x7F) << shift to the value, add 7 to shift, "
+    "and stop after the first byte whose high bit (byte & 0x80) is 0; return (value, index "
+    "after it).",
 )
 def varint(decode: Callable[[bytes, int], tuple[int, int]]) -> str:
     for value in _VARINTS:
@@ -178,9 +230,11 @@ def size_quiz() -> dict[str, Any]:
     "2.4",
     "Predict the size",
     notebook=LESSON,
-    hint="Each set field costs 1 tag byte (field numbers 1-15) plus its value: a varint is 1 byte "
-    "up to 127, 2 bytes up to 16383, and 10 bytes for any negative int32; a string or a "
-    "nested message costs 1 length byte plus its bytes. Fields equal to their default cost 0.",
+    hint="A message is only its fields, each a tag and a value; which fields are written at all, "
+    "and how long is a varint of 150, or of -1?",
+    second_hint="Each set field costs 1 tag byte (field numbers 1-15) plus its value: a varint "
+    "is 1 byte up to 127, 2 bytes up to 16383, and 10 bytes for any negative int32; a string or "
+    "a nested message costs 1 length byte plus its bytes. Fields equal to their default cost 0.",
 )
 def sizes(predictions: Callable[[], dict[str, int]]) -> str:
     guesses = predictions()
@@ -211,7 +265,9 @@ def _describe(message: Message) -> str:
     "2.5",
     "Evolve a message compatibly",
     notebook=LESSON,
-    hint="Keep name = 1, email = 2 and repeated phones = 4 as they are; delete age, write "
+    hint="Start from contacts_v2.proto's text; the cell just above the exercise shows what "
+    "protoc says when a deleted field's number is reserved.",
+    second_hint="Keep name = 1, email = 2 and repeated phones = 4 as they are; delete age, write "
     "`reserved 3;` and `reserved \"age\";`, and add `int32 birth_year = 5;` (any unused "
     "number other than 3). Use `package evolution.v3;`.",
 )

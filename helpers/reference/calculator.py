@@ -12,10 +12,15 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def in_int32(value: int, context: grpc.ServicerContext, operation: str) -> int:
-    """Return `value`, or abort with OUT_OF_RANGE when it does not fit in an int32."""
+    """Return `value`, or abort with INVALID_ARGUMENT when it does not fit in an int32.
+
+    Not OUT_OF_RANGE: gRPC's status-code guide keeps that for a request that may succeed
+    once the system's state changes (reading past the current end of a file). No state
+    of this server makes these operands' result fit.
+    """
     if not INT32_MIN <= value <= INT32_MAX:
         context.abort(
-            grpc.StatusCode.OUT_OF_RANGE,
+            grpc.StatusCode.INVALID_ARGUMENT,
             f"{operation} result {value} does not fit in int32 [{INT32_MIN}, {INT32_MAX}]",
         )
     return value

@@ -1,0 +1,280 @@
+"""Lesson 01, RPC concepts: the hand-made JSON RPC and the checks of exercises 1.1-1.3."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from conftest import WrongAnswer, fails, passes, rejects
+
+from helpers import jsonrpc
+from helpers.checks.lesson01 import FUNCTIONS, reference_dispatch
+from helpers.jsonrpc import RemoteError, error_reply, receive_json, send_json
+
+
+def unsolved(*args, **kwargs):
+    raise NotImplementedError("not solved yet")
+
+
+# ---- the transport -----------------------------------------------------------------------
+
+def test_the_json_server_answers_and_reports_handler_crashes() -> None:
+    with jsonrpc.serve_json(reference_dispatch, name="test-json") as server:
+        assert server.address[0] == "127.0.0.1" and server.address[1] > 0
+        assert jsonrpc.call(server.address, "add", [2, 3]) == 5
+        with pytest.raises(RemoteError) as caught:
+            jsonrpc.call(server.address, "nope", [])
+        assert caught.value.code == "METHOD_NOT_FOUND"
+    with jsonrpc.serve_json(lambda request: 1 / 0, name="test-json") as server:
+        with pytest.raises(RemoteError, match="INTERNAL: the server raised ZeroDivisionError"):
+            jsonrpc.call(server.address, "add", [1, 2])
+    assert "test-json" not in jsonrpc.running()
+
+
+def test_a_silent_server_times_out_and_stop_releases_waiting_clients() -> None:
+    with jsonrpc.serve_json(lambda request: None, name="test-silent") as server:
+        with pytest.raises(RemoteError, match="DEADLINE_EXCEEDED"):
+            jsonrpc.call(server.address, "add", [1, 2], timeout=0.2)
+        sock = socket.create_connection(server.address, timeout=5)
+        send_json(sock, {"method": "add", "params": [1]})
+    with sock, pytest.raises(ConnectionError):
+        receive_json(sock)  # the server stopped: the connection closes instead of hanging
+
+
+def test_a_server_with_the_same_name_replaces_the_old_one() -> None:
+    first = jsonrpc.serve_json(reference_dispatch, name="test-replace")
+    second = jsonrpc.serve_json(reference_dispatch, name="test-replace")
+    with pytest.raises(OSError):
+        socket.create_connection(first.address, timeout=1).close()
+    second.stop()
+
+
+# ---- 1.1 and 1.3: stubs ------------------------------------------------------------------
+
+class GoodStub:
+    """The solution of 1.1 and 1.3 (the reference client does both)."""
+
+    def __init__(self, address, timeout: float = 1.0):
+        self.address, self.timeout = address, timeout
+
+    def __getattr__(self, method):
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda *params: self.call(method, list(params))
+
+    def call(self, method, params):
+        return jsonrpc.call(self.address, method, params, timeout=self.timeout)
+
+
+class SettimeoutStub(GoodStub):
+    """Correct too: the timeout set with sock.settimeout, the reply read through a file."""
+
+    def call(self, method, params):
+        sock = socket.create_connection(self.address, timeout=self.timeout)
+        try:
+            sock.settimeout(self.timeout)
+            send_json(sock, {"method": method, "params": params})
+            reply = receive_json(sock)
+        except socket.timeout:
+            raise RemoteError("DEADLINE_EXCEEDED", f"waited {self.timeout} s") from None
+        finally:
+            sock.close()
+        if reply.get("error"):
+            raise RemoteError(**reply["error"])
+        return reply["result"]
+
+
+def _raw_call(stub, method, params, timeout=None):
+    with socket.create_connection(stub.address, timeout=timeout) as sock:
+        send_json(sock, {"method": method, "params": params})
+        return receive_json(sock)
+
+
+class ErrorAsResult(GoodStub):
+    def call(self, method, params):
+        return _raw_call(self, method, params, self.timeout).get("result")
+
+
+class WholeReply(GoodStub):
+    def call(self, method, params):
+        return _raw_call(self, method, params, self.timeout)
+
+
+class RuntimeErrorStub(GoodStub):
+    def call(self, method, params):
+        reply = _raw_call(self, method, params, self.timeout)
+        if "error" in reply:
+            raise RuntimeError(reply["error"]["message"])
+        return reply["result"]
+
+
+class SwappedArguments(GoodStub):
+    def call(self, method, params):
+        reply = _raw_call(self, method, params, self.timeout)
+        if "error" in reply:
+            raise RemoteError(reply["error"]["message"], reply["error"]["code"])
+        return reply["result"]
+
+
+class NoTimeout(GoodStub):
+    def call(self, method, params):
+        return jsonrpc.call(self.address, method, params, timeout=None)
+
+
+class RawTimeout(GoodStub):
+    def call(self, method, params):
+        reply = _raw_call(self, method, params, self.timeout)
+        if "error" in reply:
+            raise RemoteError(reply["error"]["code"], reply["error"]["message"])
+        return reply["result"]
+
+
+class HardCodedTimeout(GoodStub):
+    def call(self, method, params):
+        return jsonrpc.call(self.address, method, params, timeout=1.0)
+
+
+class BroadOSError(GoodStub):
+    def call(self, method, params):
+        try:
+            reply = _raw_call(self, method, params, self.timeout)
+        except OSError:  # TimeoutError is an OSError, but so is ConnectionRefusedError
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        if "error" in reply:
+            raise RemoteError(reply["error"]["code"], reply["error"]["message"])
+        return reply["result"]
+
+
+class SwallowsTimeout(GoodStub):
+    def call(self, method, params):
+        try:
+            return GoodStub.call(self, method, params)
+        except RemoteError as error:
+            if error.code == "DEADLINE_EXCEEDED":
+                return None
+            raise
+
+
+# ---- 1.2: dispatchers --------------------------------------------------------------------
+
+def naive_dispatch(request, functions):
+    return {"result": functions[request["method"]](*request["params"])}
+
+
+def no_type_check(request, functions):
+    if request.get("method") not in functions:
+        return error_reply("METHOD_NOT_FOUND", f"no method {request.get('method')!r}")
+    try:
+        return {"result": functions[request["method"]](*request["params"])}
+    except TypeError as error:
+        return error_reply("INVALID_PARAMS", str(error))
+
+
+def _numbers(params) -> bool:
+    return isinstance(params, list) and all(
+        isinstance(p, (int, float)) and not isinstance(p, bool) for p in params)
+
+
+def grpc_code_names(request, functions):
+    method, params = request.get("method"), request.get("params")
+    if method not in functions:
+        return error_reply("UNIMPLEMENTED", f"no method named {method!r}")
+    if not _numbers(params):
+        return error_reply("INVALID_ARGUMENT", f"{method} takes numbers")
+    try:
+        return {"result": functions[method](*params)}
+    except TypeError:
+        return error_reply("INVALID_ARGUMENT", "wrong number of numbers")
+
+
+def no_arity_check(request, functions):
+    method, params = request.get("method"), request.get("params")
+    if method not in functions:
+        return error_reply("METHOD_NOT_FOUND", f"no method named {method!r}")
+    if not _numbers(params):
+        return error_reply("INVALID_PARAMS", f"{method} takes numbers, got {params!r}")
+    return {"result": functions[method](*params)}
+
+
+def global_functions(request, functions):
+    """Looks methods up in the notebook's FUNCTIONS, not in the `functions` it is given."""
+    return reference_dispatch(request, FUNCTIONS)
+
+
+def unnamed_method(request, functions):
+    if request.get("method") not in functions:
+        return error_reply("METHOD_NOT_FOUND", "unknown method")
+    return reference_dispatch(request, functions)
+
+
+def strict_types_dispatch(request, functions):
+    """Correct too: type() instead of isinstance, so bools are refused as a side effect."""
+    method = request.get("method")
+    if method not in functions:
+        return error_reply("METHOD_NOT_FOUND", f"{method} is not a method here")
+    params = request.get("params")
+    if type(params) is not list or any(type(p) not in (int, float) for p in params):
+        return error_reply("INVALID_PARAMS", "params must be a list of numbers")
+    if len(params) != 2:
+        return error_reply("INVALID_PARAMS", f"expected 2 params, got {len(params)}")
+    return {"result": functions[method](*params)}
+
+
+WRONG_ANSWERS = [
+    WrongAnswer("1.1", "returns reply.get('result'), so errors come back as None", (ErrorAsResult,),
+                says="returned None, expected RemoteError 'METHOD_NOT_FOUND'"),
+    WrongAnswer("1.1", "returns the whole reply dict", (WholeReply,), says="got {'result': 5}"),
+    WrongAnswer("1.1", "raises RuntimeError instead of RemoteError", (RuntimeErrorStub,),
+                says="raised RuntimeError(no method named 'power'), expected RemoteError"),
+    WrongAnswer("1.1", "passes code and message to RemoteError the wrong way round",
+                (SwappedArguments,), says="expected 'METHOD_NOT_FOUND'"),
+    WrongAnswer("1.2", "no validation: a bad method crashes the dispatcher", (naive_dispatch,),
+                says="raised KeyError('add'): a dispatcher returns a reply dict"),
+    WrongAnswer("1.2", "no type check: multiply('ab', 3) returns 'ababab'", (no_type_check,),
+                says="multiply with params ['ab', 3] returned 'ababab'"),
+    WrongAnswer("1.2", "uses gRPC's code names instead of the protocol's", (grpc_code_names,),
+                says="expected a METHOD_NOT_FOUND error"),
+    WrongAnswer("1.2", "forgets the wrong number of params, which ends as INTERNAL",
+                (no_arity_check,), says="add with params [1] raised RemoteError 'INTERNAL'"),
+    WrongAnswer("1.2", "ignores `functions`, uses the global FUNCTIONS", (global_functions,),
+                says="which must use the functions it is given"),
+    WrongAnswer("1.2", "METHOD_NOT_FOUND without naming the method", (unnamed_method,),
+                says="should name the method 'power'"),
+    WrongAnswer("1.3", "hard-codes timeout=1.0 instead of self.timeout", (HardCodedTimeout,),
+                says="expected about 0.3 s: use self.timeout"),
+    WrongAnswer("1.3", "except OSError: a refused connection becomes DEADLINE_EXCEEDED",
+                (BroadOSError,), says="a refused connection (nothing listens at the address) "
+                "came back as DEADLINE_EXCEEDED"),
+    WrongAnswer("1.3", "lets TimeoutError out instead of RemoteError", (RawTimeout,),
+                says="raise TimeoutError"),
+    WrongAnswer("1.3", "returns None when the time is up", (SwallowsTimeout,),
+                says="returned instead of raising"),
+    WrongAnswer("1.3", "no timeout at all: waits for ever", (NoTimeout,),
+                says="still waiting after 5 s"),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=str)
+def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
+    rejects(capsys, wrong)
+
+
+@pytest.mark.parametrize("exercise_id, answer", [
+    ("1.1", GoodStub), ("1.1", SettimeoutStub),
+    ("1.2", reference_dispatch), ("1.2", strict_types_dispatch),
+    ("1.3", GoodStub), ("1.3", SettimeoutStub),
+], ids=lambda value: getattr(value, "__name__", value))
+def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
+    passes(capsys, exercise_id, answer)
+
+
+@pytest.mark.parametrize("exercise_id", ["1.1", "1.3"])
+def test_unsolved_stubs_fail(exercise_id, capsys) -> None:
+    class UnsolvedStub(GoodStub):
+        call = unsolved
+
+    assert "not solved yet" in fails(capsys, exercise_id, UnsolvedStub)
+
+
+def test_unsolved_dispatcher_fails(capsys) -> None:
+    assert "not solved yet" in fails(capsys, "1.2", unsolved)

@@ -1,0 +1,320 @@
+"""Lesson 03, calculator: the checks of exercises 3.1-3.5 pass right answers, reject wrong ones."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from conftest import WrongAnswer, passes, rejects
+
+from helpers.reference import INT32_MAX, INT32_MIN, Calculator, calculator_pb2 as pb2
+from helpers.reference import calculator_pb2_grpc as pb2_grpc
+
+
+# ---- 3.1 ---------------------------------------------------------------------------------
+
+class Arithmetic(pb2_grpc.CalculatorServicer):
+    """Exercise 3.1 as the lesson asks: no overflow check yet, no Divide."""
+
+    def Add(self, request, context):
+        return pb2.AddReply(result=request.a + request.b)
+
+    def Subtract(self, request, context):
+        return pb2.SubtractReply(result=request.a - request.b)
+
+    def Multiply(self, request, context):
+        return pb2.MultiplyReply(result=request.a * request.b)
+
+
+class WrongAdd(Arithmetic):
+    def Add(self, request, context):
+        return pb2.AddReply(result=request.a - request.b)
+
+
+class ReversedSubtract(Arithmetic):
+    def Subtract(self, request, context):
+        return pb2.SubtractReply(result=request.b - request.a)
+
+
+class NoMultiply(Arithmetic):
+    Multiply = pb2_grpc.CalculatorServicer.Multiply
+
+
+# ---- 3.2 ---------------------------------------------------------------------------------
+
+class SafeDivide(Arithmetic):
+    def Divide(self, request, context):
+        if request.b == 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "cannot divide by zero")
+        return pb2.DivideReply(result=request.a / request.b)
+
+
+class TryExceptDivide(Arithmetic):
+    """Correct too: catch the ZeroDivisionError and answer INVALID_ARGUMENT."""
+
+    def Divide(self, request, context):
+        try:
+            result = request.a / request.b
+        except ZeroDivisionError:
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details("b must not be 0")
+            return pb2.DivideReply()
+        return pb2.DivideReply(result=result)
+
+
+class SeedDivide(Arithmetic):
+    def Divide(self, request, context):
+        return pb2.DivideReply(result=request.a / request.b)
+
+
+class WrongCodeDivide(Arithmetic):
+    def Divide(self, request, context):
+        if request.b == 0:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "cannot divide by zero")
+        return pb2.DivideReply(result=request.a / request.b)
+
+
+class FloorDivide(SafeDivide):
+    def Divide(self, request, context):
+        if request.b == 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "cannot divide by zero")
+        return pb2.DivideReply(result=request.a // request.b)
+
+
+class ZeroForZero(Arithmetic):
+    def Divide(self, request, context):
+        return pb2.DivideReply(result=request.a / request.b if request.b else 0)
+
+
+class SilentAbort(Arithmetic):
+    def Divide(self, request, context):
+        if request.b == 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "")
+        return pb2.DivideReply(result=request.a / request.b)
+
+
+# ---- 3.3 ---------------------------------------------------------------------------------
+
+def checked(code: grpc.StatusCode, low: int = INT32_MIN, high: int = INT32_MAX,
+            methods: tuple[str, ...] = ("Add", "Subtract", "Multiply")) -> type:
+    """A calculator whose overflow check answers `code` outside [low, high] for `methods`."""
+
+    def fits(value, context, operation):
+        if operation in methods and not low <= value <= high:
+            context.abort(code, f"{operation} result {value} does not fit in int32")
+        return value
+
+    class Checked(SafeDivide):
+        def Add(self, request, context):
+            return pb2.AddReply(result=fits(request.a + request.b, context, "Add"))
+
+        def Subtract(self, request, context):
+            return pb2.SubtractReply(result=fits(request.a - request.b, context, "Subtract"))
+
+        def Multiply(self, request, context):
+            return pb2.MultiplyReply(result=fits(request.a * request.b, context, "Multiply"))
+
+    return Checked
+
+
+def wrap(value: int) -> int:
+    return (value + 2**31) % 2**32 - 2**31
+
+
+class Wrapping(SafeDivide):
+    def Add(self, request, context):
+        return pb2.AddReply(result=wrap(request.a + request.b))
+
+    def Subtract(self, request, context):
+        return pb2.SubtractReply(result=wrap(request.a - request.b))
+
+    def Multiply(self, request, context):
+        return pb2.MultiplyReply(result=wrap(request.a * request.b))
+
+
+class Saturating(SafeDivide):
+    def Add(self, request, context):
+        return pb2.AddReply(result=max(INT32_MIN, min(INT32_MAX, request.a + request.b)))
+
+    def Subtract(self, request, context):
+        return pb2.SubtractReply(result=max(INT32_MIN, min(INT32_MAX, request.a - request.b)))
+
+    def Multiply(self, request, context):
+        return pb2.MultiplyReply(result=max(INT32_MIN, min(INT32_MAX, request.a * request.b)))
+
+
+class AbsLimit(SafeDivide):
+    """abs(value) > INT32_MAX refuses INT32_MIN itself."""
+
+    def Multiply(self, request, context):
+        value = request.a * request.b
+        if abs(value) > INT32_MAX:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "overflow")
+        return pb2.MultiplyReply(result=value)
+
+    Add = checked(grpc.StatusCode.INVALID_ARGUMENT).Add
+    Subtract = checked(grpc.StatusCode.INVALID_ARGUMENT).Subtract
+
+
+# ---- 3.4 ---------------------------------------------------------------------------------
+
+def describe_divide(stub, a, b, timeout=1.0) -> str:
+    try:
+        reply = stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout)
+    except grpc.RpcError as error:
+        return f"error {error.code().name}: {error.details()}"
+    return f"{a} / {b} = {reply.result}"
+
+
+def describe_with_future(stub, a, b, timeout=1.0) -> str:
+    """Correct too: a future, and the status printed as `StatusCode.X`."""
+    call = stub.Divide.future(pb2.DivideRequest(a=a, b=b), timeout=timeout)
+    try:
+        return f"{a}/{b} -> {call.result().result}"
+    except grpc.RpcError:
+        return f"{call.code()} ({call.details()})"
+
+
+def hard_coded_timeout(stub, a, b, timeout=1.0) -> str:
+    return describe_divide(stub, a, b, timeout=4)
+
+
+def no_timeout(stub, a, b, timeout=1.0) -> str:
+    try:
+        return str(stub.Divide(pb2.DivideRequest(a=a, b=b)).result)
+    except grpc.RpcError as error:
+        return f"{error.code().name}: {error.details()}"
+
+
+def str_of_error(stub, a, b, timeout=1.0) -> str:
+    try:
+        return str(stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result)
+    except grpc.RpcError as error:
+        return str(error)
+
+
+def code_only(stub, a, b, timeout=1.0) -> str:
+    try:
+        return str(stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result)
+    except grpc.RpcError as error:
+        return f"error {error.code().name}"
+
+
+def computed_locally(stub, a, b, timeout=1.0) -> str:
+    if b == 0:
+        return "error INVALID_ARGUMENT: cannot divide by zero"
+    return f"{a} / {b} = {a / b}"
+
+
+# ---- 3.5 ---------------------------------------------------------------------------------
+
+def add_with_request_id(stub, a, b, request_id):
+    reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
+                                     metadata=[("x-request-id", request_id)])
+    return reply.result, dict(call.trailing_metadata())
+
+
+def add_with_future(stub, a, b, request_id):
+    """Correct too: a future has the trailing metadata as well; a tuple of pairs made a dict."""
+    call = stub.Add.future(pb2.AddRequest(a=a, b=b), metadata=(("x-request-id", request_id),),
+                           timeout=5)
+    return call.result().result, {key: value for key, value in call.trailing_metadata()}
+
+
+def echoes_its_argument(stub, a, b, request_id):
+    reply = stub.Add(pb2.AddRequest(a=a, b=b), timeout=5, metadata=[("x-request-id", request_id)])
+    return reply.result, {"x-request-id": request_id}
+
+
+def sends_nothing(stub, a, b, request_id):
+    reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5)
+    return reply.result, dict(call.trailing_metadata())
+
+
+def initial_metadata(stub, a, b, request_id):
+    reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
+                                     metadata=[("x-request-id", request_id)])
+    return reply.result, dict(call.initial_metadata())
+
+
+def metadatum_tuples(stub, a, b, request_id):
+    reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
+                                     metadata=[("x-request-id", request_id)])
+    return reply.result, call.trailing_metadata()
+
+
+WRONG_ANSWERS = [
+    WrongAnswer("3.1", "Add subtracts", (WrongAdd,), says="Add(2, 3): expected 5, got -1"),
+    WrongAnswer("3.1", "Subtract computes b - a", (ReversedSubtract,),
+                says="Subtract(2, 3): expected -1, got 1"),
+    WrongAnswer("3.1", "Multiply left unimplemented", (NoMultiply,), says="UNIMPLEMENTED"),
+    WrongAnswer("3.2", "the seed's Divide: a zero divisor crashes as UNKNOWN", (SeedDivide,),
+                says="Divide(5, 0) ended with UNKNOWN"),
+    WrongAnswer("3.2", "FAILED_PRECONDITION for a zero divisor", (WrongCodeDivide,),
+                says="ended with FAILED_PRECONDITION (cannot divide by zero), expected "
+                "INVALID_ARGUMENT"),
+    WrongAnswer("3.2", "integer division", (FloorDivide,), says="Divide(7, 2): expected 3.5, got 3.0"),
+    WrongAnswer("3.2", "answers 0 for a zero divisor", (ZeroForZero,),
+                says="Divide(5, 0) succeeded, expected it to fail with INVALID_ARGUMENT"),
+    WrongAnswer("3.2", "aborts without a message", (SilentAbort,), says="but no message"),
+    WrongAnswer("3.3", "OUT_OF_RANGE for an overflow", (checked(grpc.StatusCode.OUT_OF_RANGE),),
+                says="Add(INT32_MAX, 1) ended with OUT_OF_RANGE; gRPC's status-code guide"),
+    WrongAnswer("3.3", "wraps around like C", (Wrapping,),
+                says="Add(INT32_MAX, 1) succeeded with -2147483648, a wrong answer"),
+    WrongAnswer("3.3", "clamps to the limits", (Saturating,),
+                says="Add(INT32_MAX, 1) succeeded with 2147483647"),
+    WrongAnswer("3.3", "off by one: refuses INT32_MAX itself",
+                (checked(grpc.StatusCode.INVALID_ARGUMENT, INT32_MIN + 1, INT32_MAX - 1),),
+                says="Add(INT32_MAX - 1, 1), which still fits,"),
+    WrongAnswer("3.3", "checks Multiply only",
+                (checked(grpc.StatusCode.INVALID_ARGUMENT, methods=("Multiply",)),),
+                says="Add(INT32_MAX, 1) ended with UNKNOWN"),
+    WrongAnswer("3.3", "abs(value) > INT32_MAX refuses INT32_MIN", (AbsLimit,),
+                says="Multiply(-65536, 32768), which is exactly INT32_MIN,"),
+    WrongAnswer("3.4", "hard-codes timeout=4", (hard_coded_timeout,),
+                says="expected about 0.5 s: pass the `timeout` argument"),
+    WrongAnswer("3.4", "no timeout: hangs on a stuck server", (no_timeout,),
+                says="still waiting after 5 s"),
+    WrongAnswer("3.4", "returns str(error), a multi-line debug dump", (str_of_error,),
+                says="return one line"),
+    WrongAnswer("3.4", "the code without the server's message", (code_only,),
+                says="it should carry the server's message, error.details()"),
+    WrongAnswer("3.4", "divides locally, never calls the server", (computed_locally,),
+                says="without calling Divide on the server"),
+    WrongAnswer("3.5", "returns the id it was given, never reads the trailers",
+                (echoes_its_argument,), says="do not build the dict yourself"),
+    WrongAnswer("3.5", "forgets to send the metadata", (sends_nothing,),
+                says="the server received x-request-id None"),
+    WrongAnswer("3.5", "reads the initial metadata instead of the trailing",
+                (initial_metadata,), says="read call.trailing_metadata()"),
+    WrongAnswer("3.5", "returns the _Metadatum tuples, not a dict", (metadatum_tuples,),
+                says="expected (result, trailing metadata as a dict)"),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=str)
+def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
+    rejects(capsys, wrong)
+
+
+@pytest.mark.parametrize("exercise_id, answer", [
+    ("3.1", Arithmetic), ("3.1", Calculator),
+    ("3.2", SafeDivide), ("3.2", TryExceptDivide), ("3.2", Calculator),
+    ("3.3", checked(grpc.StatusCode.INVALID_ARGUMENT)), ("3.3", Calculator),
+    ("3.4", describe_divide), ("3.4", describe_with_future),
+    ("3.5", add_with_request_id), ("3.5", add_with_future),
+], ids=lambda value: getattr(value, "__name__", value))
+def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
+    passes(capsys, exercise_id, answer)
+
+
+def test_the_reference_calculator_refuses_overflow_with_invalid_argument() -> None:
+    from helpers.servers import serve
+
+    with serve(pb2_grpc.add_CalculatorServicer_to_server, Calculator(), name="test-03-ref") as s:
+        with grpc.insecure_channel(s.target) as channel:
+            stub = pb2_grpc.CalculatorStub(channel)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Multiply(pb2.MultiplyRequest(a=65536, b=65536), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not fit in int32" in caught.value.details()
+
