@@ -45,8 +45,8 @@ def test_an_untouched_exercise_says_where_to_write_and_shows_no_hint(capsys) -> 
 
 
 def test_a_check_that_needs_an_earlier_exercise_names_it(capsys) -> None:
-    out = failure(capsys, "3.3", Unsolved)  # 3.3 calls Add, which still raises 3.1's placeholder
-    assert "needs Exercise 3.1, which is not solved yet" in out and "Hint" not in out
+    out = failure(capsys, "3.3", Unsolved)  # 3.3 calls Divide, which still raises 3.2's placeholder
+    assert "needs Exercise 3.2, which is not solved yet" in out and "Hint" not in out
 
 
 def test_a_wrong_attempt_gets_both_hints(capsys) -> None:
