@@ -170,7 +170,7 @@ def _display(ok: bool, headline: str, hints: list[tuple[str, str]] = (),
         print(plain)
         return
     folded = [f'<details class="course-hint"><summary>{html.escape(label)}</summary>'
-              f"{html.escape(text)}</details>" for label, text in hints]
+              f"<div>{html.escape(text)}</div></details>" for label, text in hints]
     if solution:  # notebooks run from lessons/ or solutions/, so this link works from both
         folded.append(f'<div>Solution: <a href="../solutions/{solution}.ipynb">'
                       f"solutions/{solution}.ipynb</a></div>")
