@@ -1,1 +1,313 @@
-"""Checks for lesson 11, a REST gateway."""
+"""Checks for lesson 11, a REST gateway.
+
+Each check builds the finished gateway of `helpers.reference.gateway` with the
+learner's piece swapped in, puts it in front of a real user service on a real
+gRPC server, and sends HTTP requests to it with httpx (in process, through
+ASGITransport). What reached the server is read from the servicer itself: the
+users in its store, the metadata and the deadline each call arrived with.
+
+A check is called while the notebook's event loop is busy running the cell, so
+the async part runs on a fresh loop in a thread of its own (`within`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+import grpc
+
+from helpers.checks.core import exercise, expect, expect_equal, within
+from helpers.reference.gateway import (
+    PROBLEM_JSON,
+    STATUS_TO_HTTP,
+    WatchedUserService,
+    asgi_client,
+    make_app,
+)
+from helpers.reference.users import users_pb2_grpc
+from helpers.servers import serve
+
+LESSON = "11_rest_gateway"
+SECRET = "password=hunter2 at /srv/users.sqlite"  # what a 500 must never show
+
+
+def _run(make_coroutine: Callable[[], Any], seconds: float = 20) -> Any:
+    """Run `make_coroutine()` on a new event loop in a new thread; fail after `seconds`."""
+    return within(seconds, lambda: asyncio.run(make_coroutine()),
+                  "a call without a deadline? pass timeout= to every stub call")
+
+
+def _gateway(servicer: WatchedUserService, name: str, **pieces: Any):
+    """A server for `servicer` and a gateway app in front of it."""
+    server = serve(users_pb2_grpc.add_UserServiceServicer_to_server, servicer,
+                   name=f"check-gateway-{name}")
+    return server, make_app(server.target, **pieces)
+
+
+# --- 11.1 ---------------------------------------------------------------------------
+
+WHY = {
+    grpc.StatusCode.INVALID_ARGUMENT: "the client sent something wrong: a 4xx, not a 5xx",
+    grpc.StatusCode.NOT_FOUND: "the resource is not there: 404 Not Found",
+    grpc.StatusCode.ALREADY_EXISTS: "a conflict with what exists: 409 Conflict",
+    grpc.StatusCode.UNAUTHENTICATED: "no or bad credentials: 401 Unauthorized",
+    grpc.StatusCode.PERMISSION_DENIED: "known caller, not allowed: 403 Forbidden",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "a quota or rate limit: 429 Too Many Requests, "
+                                        "so clients back off",
+    grpc.StatusCode.CANCELLED: "the caller went away: 499 Client Closed Request "
+                               "(408 means the server stopped waiting for the request)",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the backend ran out of time: 504 Gateway Timeout",
+    grpc.StatusCode.UNIMPLEMENTED: "the method does not exist: 501 Not Implemented",
+    grpc.StatusCode.UNAVAILABLE: "the backend is down, try again later: "
+                                 "503 Service Unavailable",
+    grpc.StatusCode.OK: "success is 200",
+}
+
+
+@exercise(
+    "11.1",
+    "gRPC status to HTTP status",
+    notebook=LESSON,
+    hint="The table printed from google/rpc/code.proto above has one HTTP status per gRPC "
+    "code; 4xx means the client must change something, 5xx that the server failed.",
+    second_hint="A dict {grpc.StatusCode.NOT_FOUND: 404, ...} with all 17 codes, and "
+    "`return MAPPING.get(code, 500)`: INVALID_ARGUMENT, FAILED_PRECONDITION and "
+    "OUT_OF_RANGE are 400, ABORTED and ALREADY_EXISTS 409, CANCELLED 499.",
+)
+def status_mapping(http_status: Callable[[grpc.StatusCode], int]) -> str:
+    wrong = []
+    for code, expected in STATUS_TO_HTTP.items():
+        got = http_status(code)
+        if got != expected:
+            wrong.append((code, got, expected))
+    if wrong:
+        code, got, expected = wrong[0]
+        reason = WHY.get(code, f"google/rpc/code.proto maps it to {expected}")
+        if got == 500 and expected < 500:
+            reason = f"500 blames the server for a client's mistake; {reason}"
+        raise_message = (f"{code.name} -> {got!r}, expected {expected}: {reason}"
+                         + (f" ({len(wrong)} codes wrong in all)" if len(wrong) > 1 else ""))
+        expect(False, raise_message)
+    return f"all {len(STATUS_TO_HTTP)} gRPC codes map to the HTTP status google/rpc/code.proto gives"
+
+
+# --- 11.2 ---------------------------------------------------------------------------
+
+class LeakyUserService(WatchedUserService):
+    """Fails like a real backend sometimes does: id 13 crashes, id 14 reports INTERNAL."""
+
+    def GetUser(self, request, context):
+        if request.id == 13:
+            raise RuntimeError(f"database is locked ({SECRET})")
+        if request.id == 14:
+            context.abort(grpc.StatusCode.INTERNAL, f"cannot open {SECRET}")
+        return super().GetUser(request, context)
+
+
+@exercise(
+    "11.2",
+    "Failed calls as problem documents",
+    notebook=LESSON,
+    hint="Start from `http_status(error.code())`; RFC 9457 names the members type, title, "
+    "status and detail. Which parts of `error` may a stranger on the internet read?",
+    second_hint="Build {'type': 'about:blank', 'title': ..., 'status': status}; add "
+    "'detail': error.details() only when status < 500; add 'invalid-params': [{'name': f, "
+    "'reason': r} for f, r in field_errors(error).items()] when there are any; return "
+    "JSONResponse(body, status_code=status, media_type='application/problem+json').",
+)
+def problem_bodies(handler: Callable) -> str:
+    service = LeakyUserService()
+    server, app = _gateway(service, "problems", rpc_error_handler=handler)
+
+    async def run() -> None:
+        async with asgi_client(app) as client:
+            taken = {"name": "Ada", "email": "ada@example.com"}
+            expect_equal((await client.post("/users", json=taken)).status_code, 201,
+                         "creating a first user through the gateway")
+            cases = [
+                ("POST /users with an empty name and a bad email", 400,
+                 lambda: client.post("/users", json={"name": " ", "email": "ada-at-example"})),
+                ("GET /users/999 (no such user)", 404, lambda: client.get("/users/999")),
+                ("POST /users with an email in use", 409,
+                 lambda: client.post("/users", json=taken)),
+                ("GET /users/13 (the servicer crashes)", 500, lambda: client.get("/users/13")),
+                ("GET /users/14 (the servicer reports INTERNAL)", 500,
+                 lambda: client.get("/users/14")),
+            ]
+            for what, status, send in cases:
+                response = await send()
+                expect(response.status_code == status,
+                       f"{what} answered HTTP {response.status_code}, expected {status}: "
+                       "pass status_code= to JSONResponse, from your http_status")
+                expect(response.headers.get("content-type", "").startswith(PROBLEM_JSON),
+                       f"{what} answered content-type {response.headers.get('content-type')!r}"
+                       f": a problem document is {PROBLEM_JSON} (media_type=)")
+                body = response.json()
+                expect(isinstance(body, dict) and body.get("status") == status,
+                       f"{what}: the body's \"status\" member should repeat the HTTP status "
+                       f"{status}, got {body.get('status') if isinstance(body, dict) else body!r}")
+                expect(bool(body.get("title")), f"{what}: the body has no \"title\"")
+                text = json.dumps(body)
+                if status == 500:
+                    expect(SECRET not in text and "database is locked" not in text,
+                           f"{what}: the body shows the server's message ({text[:120]}...): "
+                           "a 500 must not leak internals, leave out detail")
+                elif status == 404:
+                    expect("no user with id 999" in str(body.get("detail")),
+                           f"{what}: \"detail\" should carry the server's message for a 4xx")
+                if status == 400:
+                    params = body.get("invalid-params")
+                    expect(isinstance(params, list) and params,
+                           f"{what}: no \"invalid-params\" list: the BadRequest field "
+                           "violations (field_errors(error)) were dropped")
+                    got = {p.get("name"): p.get("reason") for p in params if isinstance(p, dict)}
+                    expect_equal(sorted(got), ["email", "name"],
+                                 f"{what}: names in \"invalid-params\"")
+                    expect(all(got.values()), f"{what}: every invalid param needs a \"reason\"")
+
+    try:
+        _run(run)
+    finally:
+        server.stop()
+    return ("400 with invalid-params, 404 and 409 with the server's detail, "
+            "and two 500s that leak nothing, all as application/problem+json")
+
+
+# --- 11.3 ---------------------------------------------------------------------------
+
+@exercise(
+    "11.3",
+    "A create route: 201 Created and Location",
+    notebook=LESSON,
+    hint="HTTP says a POST that creates something answers 201 Created and names the new "
+    "resource in a Location header; the body is the new user in the protobuf JSON mapping.",
+    second_hint="`@app.post('/users', status_code=201)` on an `async def create_user(new: "
+    "NewUser, response: Response, stub=Depends(user_stub))` that awaits stub.CreateUser(..., "
+    "timeout=5), sets response.headers['Location'] = f'/users/{user.id}' and returns "
+    "to_json(user).",
+)
+def create_route(add_create_route: Callable) -> str:
+    service = WatchedUserService()
+    server, app = _gateway(service, "create", create_user=None)
+    add_create_route(app)
+    people = [("Grace Hopper", "grace@example.com"), ("Alan Turing", "alan@example.com")]
+
+    async def run() -> None:
+        async with asgi_client(app) as client:
+            for name, email in people:
+                response = await client.post("/users", json={"name": name, "email": email})
+                what = f"POST /users for {name}"
+                expect(response.status_code != 405, f"{what} answered 405: "
+                       "add_create_route(app) added no POST /users route")
+                expect(response.status_code == 201,
+                       f"{what} answered {response.status_code}, expected 201 Created: a POST "
+                       "that creates answers 201 (status_code=201)")
+                stored = [u for u in service.store.page(0, 100)[0] if u.email == email]
+                expect(len(stored) == 1, f"{what}: the user service has no user {email}")
+                user = stored[0]
+                location = response.headers.get("location")
+                expect(location is not None, f"{what}: no Location header: name the new "
+                       "user's address, /users/{id}")
+                expect_equal(urlparse(location).path, f"/users/{user.id}",
+                             f"{what}: path of the Location header")
+                body = response.json()
+                expect(body.get("id") == str(user.id),
+                       f"{what}: body id is {body.get('id')!r}, the JSON mapping writes "
+                       f"int64 {user.id} as the string {str(user.id)!r}: use to_json(user)")
+                expect("createdAt" in body, f"{what}: the body has no createdAt "
+                       f"(keys {sorted(body)}): use to_json(user), lowerCamelCase")
+                again = await client.get(location)
+                expect_equal(again.json().get("email") if again.status_code == 200 else
+                             again.status_code, email, f"GET {location} (the Location)")
+            response = await client.post("/users", json={"name": "", "email": "x"})
+            expect_equal(response.status_code, 400, "POST /users with an empty name "
+                         "(let the RpcError propagate to the gateway's handler)")
+    try:
+        _run(run)
+    finally:
+        server.stop()
+    creates = [s for s in service.seen if s.method == "CreateUser"]
+    expect(creates and all(s.time_remaining is not None and s.time_remaining < 60
+                           for s in creates),
+           "CreateUser reached the server without a deadline: pass timeout= to the stub call")
+    return ("2 users created through the gateway: 201, Location /users/{id} that GETs "
+            "the user, JSON with id as a string; the server saw a deadline")
+
+
+# --- 11.4 ---------------------------------------------------------------------------
+
+@exercise(
+    "11.4",
+    "Request id and deadline carried across",
+    notebook=LESSON,
+    hint="The dependency reads two request headers and sets one response header. What "
+    "unit is X-Timeout-Ms in, and what unit does a stub's timeout= take?",
+    second_hint="request_id = request.headers.get('X-Request-Id') or uuid.uuid4().hex; "
+    "response.headers['X-Request-Id'] = request_id; timeout = float(header) / 1000 if "
+    "'X-Timeout-Ms' in request.headers else 5.0; return {'metadata': (('x-request-id', "
+    "request_id),), 'timeout': timeout}.",
+)
+def carried_across(call_options: Callable) -> str:
+    service = WatchedUserService()
+    server, app = _gateway(service, "carried", call_options=call_options)
+    user = service.store.create("Ada", "ada@example.com")
+
+    async def get(headers: dict[str, str]) -> tuple[Any, Any]:
+        before = len(service.seen)
+        response = await client_box[0].get(f"/users/{user.id}", headers=headers)
+        expect(response.status_code == 200, f"GET /users/{user.id} with headers {headers} "
+               f"answered {response.status_code}: {response.text[:100]}")
+        expect(len(service.seen) == before + 1, "the request did not reach the user service")
+        return response, service.seen[-1]
+
+    client_box: list[Any] = []
+
+    async def run() -> None:
+        async with asgi_client(app) as client:
+            client_box.append(client)
+            for request_id, milliseconds in (("req-7f3a", 1500), ("req-c41d", 4000)):
+                headers = {"X-Request-Id": request_id, "X-Timeout-Ms": str(milliseconds)}
+                response, seen = await get(headers)
+                sent = seen.metadata.get("x-request-id")
+                expect(sent == request_id, f"with X-Request-Id: {request_id}, the server saw "
+                       f"x-request-id {sent!r} in the call's metadata: forward it")
+                echoed = response.headers.get("x-request-id")
+                expect(echoed == request_id, f"the response's X-Request-Id is {echoed!r}, "
+                       f"expected {request_id!r}: set it on the response, so the caller can "
+                       "match logs")
+                budget = milliseconds / 1000
+                left = seen.time_remaining
+                expect(left is not None, f"with X-Timeout-Ms: {milliseconds} the server saw "
+                       "no deadline: pass timeout=")
+                expect(left < budget * 10 or left < 0.05,
+                       f"with X-Timeout-Ms: {milliseconds} the server had {left:.0f} s left: "
+                       f"the header is in milliseconds, so the timeout is {budget} s")
+                expect(budget / 5 < left <= budget + 0.1,
+                       f"with X-Timeout-Ms: {milliseconds} the server had {left:.3f} s left, "
+                       f"expected just under {budget} s")
+            ids = []
+            for _ in range(2):
+                response, seen = await get({})
+                left = seen.time_remaining
+                expect(left is not None and left <= 60, "without X-Timeout-Ms the call "
+                       f"reached the server with {'no' if left is None else f'{left:.0f} s of'}"
+                       " deadline: use a default of a few seconds")
+                sent = seen.metadata.get("x-request-id")
+                expect(bool(sent), "without X-Request-Id the server saw no x-request-id: "
+                       "make one up (uuid.uuid4().hex)")
+                expect_equal(response.headers.get("x-request-id"), sent,
+                             "the response's X-Request-Id without one in the request (the "
+                             "id the server saw)")
+                ids.append(sent)
+            expect(ids[0] != ids[1], f"two requests without X-Request-Id both got {ids[0]!r}:"
+                   " make a fresh id per request")
+
+    try:
+        _run(run)
+    finally:
+        server.stop()
+    return ("the server saw each request id in its metadata and a deadline of 1.5 s and 4 s; "
+            "fresh ids and a default deadline without headers; ids echoed back")

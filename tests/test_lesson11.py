@@ -1,0 +1,357 @@
+"""Lesson 11, a REST gateway: the reference gateway, and the checks on right and wrong answers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+from conftest import WrongAnswer, fails, passes, rejects
+from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi.responses import JSONResponse
+
+from helpers.reference import gateway
+from helpers.reference.gateway import (
+    NewUser,
+    WatchedUserService,
+    asgi_client,
+    call_options,
+    field_errors,
+    http_status,
+    make_app,
+    problem_document,
+    rpc_error_handler,
+    to_json,
+    user_stub,
+)
+from helpers.reference.users import users_pb2, users_pb2_grpc
+from helpers.servers import serve
+
+# --- the reference gateway ------------------------------------------------------------
+
+
+def run(coroutine_function):
+    return asyncio.run(coroutine_function())
+
+
+@pytest.fixture
+def watched():
+    service = WatchedUserService()
+    server = serve(users_pb2_grpc.add_UserServiceServicer_to_server, service,
+                   name="test-gateway")
+    yield service, make_app(server.target)
+    server.stop()
+
+
+def test_crud_through_the_gateway(watched) -> None:
+    service, app = watched
+
+    async def crud() -> None:
+        async with asgi_client(app) as client:
+            created = await client.post("/users", json={"name": "Ada", "email": "a@example.com"})
+            assert created.status_code == 201 and created.headers["location"] == "/users/1"
+            assert created.json()["id"] == "1" and created.json()["status"] == "USER_STATUS_ACTIVE"
+            patched = await client.patch("/users/1", json={"status": "USER_STATUS_BANNED"})
+            assert patched.json()["status"] == "USER_STATUS_BANNED"
+            assert patched.json()["name"] == "Ada"  # untouched by a partial update
+            listed = await client.get("/users", params={"page_size": 5})
+            assert [u["id"] for u in listed.json()["users"]] == ["1"]
+            assert (await client.delete("/users/1")).status_code == 204
+            missing = await client.get("/users/1")
+            assert missing.status_code == 404 and missing.json()["detail"] == "no user with id 1"
+            bad = await client.patch("/users/1", json={"status": "USER_STATUS_UNSPECIFIED"})
+            assert bad.status_code == 422  # FastAPI's own validation: not a settable status
+            timeout = await client.get("/users/1", headers={"X-Timeout-Ms": "soon"})
+            assert timeout.status_code == 400
+
+    run(crud)
+    assert [s.method for s in service.seen] == [
+        "CreateUser", "UpdateUser", "ListUsers", "DeleteUser", "GetUser"]
+
+
+def test_a_slow_backend_becomes_504_and_the_deadline_is_the_header(watched) -> None:
+    service, app = watched
+    service.store.create("Ada", "a@example.com")
+    service.delay = 0.3
+
+    async def slow() -> None:
+        async with asgi_client(app) as client:
+            response = await client.get("/users/1", headers={"X-Timeout-Ms": "100"})
+            assert response.status_code == 504
+            assert response.json()["grpcStatus"] == "DEADLINE_EXCEEDED"
+
+    run(slow)
+    assert 0 < service.seen[-1].time_remaining <= 0.11
+
+
+def test_problem_document_of_every_code_hides_5xx_details() -> None:
+    class Failed(grpc.RpcError):
+        def __init__(self, code):
+            self._code = code
+
+        def code(self):
+            return self._code
+
+        def details(self):
+            return "secret internals"
+
+        def trailing_metadata(self):
+            return ()
+
+    for code in grpc.StatusCode:
+        status, body = problem_document(Failed(code))
+        assert status == body["status"] == http_status(code)
+        assert ("detail" in body) == (status < 500)
+        assert body["title"]
+    assert problem_document(Failed(grpc.StatusCode.CANCELLED))[1]["title"] == "Client Closed Request"
+
+
+def test_the_openapi_document_lists_the_routes(watched) -> None:
+    _, app = watched
+    paths = app.openapi()["paths"]
+    assert sorted(paths) == ["/users", "/users/{user_id}"]
+    assert sorted(paths["/users/{user_id}"]) == ["delete", "get", "patch"]
+    assert "201" in paths["/users"]["post"]["responses"]
+
+
+# --- answers that must pass -------------------------------------------------------------
+
+
+def add_create_route(app: FastAPI) -> None:
+    @app.post("/users", status_code=201)
+    async def create_user(new: NewUser, response: Response, stub=Depends(user_stub)):
+        user = await stub.CreateUser(
+            users_pb2.CreateUserRequest(name=new.name, email=new.email), timeout=5)
+        response.headers["Location"] = f"/users/{user.id}"
+        return to_json(user)
+
+
+def add_create_route_with_a_response_and_url_for(app: FastAPI) -> None:
+    """Different but right: returns a JSONResponse, and an absolute Location from url_for."""
+
+    @app.post("/users")
+    async def create_user(new: NewUser, request: Request, stub=Depends(user_stub),
+                          options=Depends(call_options)):
+        user = await stub.CreateUser(
+            users_pb2.CreateUserRequest(name=new.name, email=new.email), **options)
+        location = str(request.url_for("get_user", user_id=str(user.id)))
+        return JSONResponse(to_json(user), status_code=201, headers={"Location": location})
+
+
+def call_options_with_header_parameters(
+        response: Response, x_request_id: str | None = Header(None),
+        x_timeout_ms: int | None = Header(None)) -> dict:
+    """Different but right: FastAPI's Header parameters, a 10 s default."""
+    request_id = x_request_id or str(uuid.uuid4())
+    response.headers["x-request-id"] = request_id
+    timeout = 10.0 if x_timeout_ms is None else x_timeout_ms / 1000
+    return {"metadata": [("x-request-id", request_id)], "timeout": timeout}
+
+
+RIGHT_ANSWERS = [
+    ("11.1", http_status),
+    ("11.1", lambda code: {"OK": 200, "CANCELLED": 499, "INVALID_ARGUMENT": 400,
+                           "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
+                           "PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401,
+                           "RESOURCE_EXHAUSTED": 429, "FAILED_PRECONDITION": 400,
+                           "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
+                           "UNAVAILABLE": 503}.get(code.name, 500)),
+    ("11.2", rpc_error_handler),
+    ("11.3", add_create_route),
+    ("11.3", add_create_route_with_a_response_and_url_for),
+    ("11.4", call_options),
+    ("11.4", call_options_with_header_parameters),
+]
+
+
+@pytest.mark.parametrize("exercise_id, answer", RIGHT_ANSWERS,
+                         ids=[f"{e}-{i}" for i, (e, _) in enumerate(RIGHT_ANSWERS)])
+def test_right_answers_pass(exercise_id, answer, capsys) -> None:
+    passes(capsys, exercise_id, answer)
+
+
+def unsolved(*args, **kwargs):
+    raise NotImplementedError("Exercise 11.x: not solved yet")
+
+
+async def unsolved_handler(request, error):
+    raise NotImplementedError("Exercise 11.2: not solved yet")
+
+
+def unsolved_options(request: Request, response: Response) -> dict:
+    raise NotImplementedError("Exercise 11.4: not solved yet")
+
+
+@pytest.mark.parametrize("exercise_id, answer", [
+    ("11.1", unsolved), ("11.2", unsolved_handler), ("11.3", unsolved),
+    ("11.4", unsolved_options)])
+def test_unsolved_exercises_say_so(exercise_id, answer, capsys) -> None:
+    assert "not solved yet" in fails(capsys, exercise_id, answer)
+
+
+# --- wrong answers ----------------------------------------------------------------------
+
+LISTED_ONLY = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403,
+               "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429,
+               "CANCELLED": 499, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503,
+               "DEADLINE_EXCEEDED": 504, "OK": 200}
+
+
+def with_status(**changes: int):
+    return lambda code: changes.get(code.name, http_status(code))
+
+
+async def handler_without_violations(request, error):
+    status, body = problem_document(error)
+    body.pop("invalid-params", None)
+    return JSONResponse(body, status_code=status, media_type=gateway.PROBLEM_JSON)
+
+
+async def handler_that_leaks(request, error):
+    status, body = problem_document(error)
+    body["detail"] = error.details()
+    return JSONResponse(body, status_code=status, media_type=gateway.PROBLEM_JSON)
+
+
+async def handler_answering_200(request, error):
+    status, body = problem_document(error)
+    return JSONResponse(body, media_type=gateway.PROBLEM_JSON)
+
+
+async def handler_with_plain_json(request, error):
+    status, body = problem_document(error)
+    return JSONResponse(body, status_code=status)
+
+
+async def handler_everything_500(request, error):
+    body = {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+    return JSONResponse(body, status_code=500, media_type=gateway.PROBLEM_JSON)
+
+
+def create_answering_200(app: FastAPI) -> None:
+    @app.post("/users")
+    async def create_user(new: NewUser, response: Response, stub=Depends(user_stub)):
+        user = await stub.CreateUser(
+            users_pb2.CreateUserRequest(name=new.name, email=new.email), timeout=5)
+        response.headers["Location"] = f"/users/{user.id}"
+        return to_json(user)
+
+
+def create_without_location(app: FastAPI) -> None:
+    @app.post("/users", status_code=201)
+    async def create_user(new: NewUser, stub=Depends(user_stub)):
+        user = await stub.CreateUser(
+            users_pb2.CreateUserRequest(name=new.name, email=new.email), timeout=5)
+        return to_json(user)
+
+
+def create_with_a_hand_made_dict(app: FastAPI) -> None:
+    @app.post("/users", status_code=201)
+    async def create_user(new: NewUser, response: Response, stub=Depends(user_stub)):
+        user = await stub.CreateUser(
+            users_pb2.CreateUserRequest(name=new.name, email=new.email), timeout=5)
+        response.headers["Location"] = f"/users/{user.id}"
+        return {"id": user.id, "name": user.name, "email": user.email}
+
+
+def create_without_deadline(app: FastAPI) -> None:
+    @app.post("/users", status_code=201)
+    async def create_user(new: NewUser, response: Response, stub=Depends(user_stub)):
+        user = await stub.CreateUser(users_pb2.CreateUserRequest(name=new.name, email=new.email))
+        response.headers["Location"] = f"/users/{user.id}"
+        return to_json(user)
+
+
+def create_at_a_fixed_location(app: FastAPI) -> None:
+    @app.post("/users", status_code=201)
+    async def create_user(new: NewUser, response: Response, stub=Depends(user_stub)):
+        user = await stub.CreateUser(
+            users_pb2.CreateUserRequest(name=new.name, email=new.email), timeout=5)
+        response.headers["Location"] = "/users/1"
+        return to_json(user)
+
+
+def options_with_seconds(request: Request, response: Response) -> dict:
+    options = call_options(request, response)
+    if "X-Timeout-Ms" in request.headers:
+        options["timeout"] = float(request.headers["X-Timeout-Ms"])  # milliseconds as seconds
+    return options
+
+
+def options_without_request_id(request: Request, response: Response) -> dict:
+    options = call_options(request, response)
+    return {"timeout": options["timeout"]}
+
+
+def options_not_echoed(request: Request, response: Response) -> dict:
+    options = call_options(request, Response())  # sets the header on a throw-away response
+    return options
+
+
+def options_without_default_deadline(request: Request, response: Response) -> dict:
+    options = call_options(request, response)
+    if "X-Timeout-Ms" not in request.headers:
+        options["timeout"] = None
+    return options
+
+
+def options_with_one_id_for_all(request: Request, response: Response) -> dict:
+    request_id = request.headers.get("X-Request-Id", "gateway")
+    response.headers["X-Request-Id"] = request_id
+    timeout = float(request.headers.get("X-Timeout-Ms", 5000)) / 1000
+    return {"metadata": (("x-request-id", request_id),), "timeout": timeout}
+
+
+WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("11.1", "maps every error to 500", (lambda code: 200 if code.name == "OK" else 500,),
+                "500 blames the server for a client's mistake"),
+    WrongAnswer("11.1", "NOT_FOUND to 400", (with_status(NOT_FOUND=400),),
+                "NOT_FOUND -> 400, expected 404"),
+    WrongAnswer("11.1", "CANCELLED to 408 as older grpc-gateway did",
+                (with_status(CANCELLED=408),), "CANCELLED -> 408, expected 499"),
+    WrongAnswer("11.1", "RESOURCE_EXHAUSTED to 403", (with_status(RESOURCE_EXHAUSTED=403),),
+                "429 Too Many Requests"),
+    WrongAnswer("11.1", "only the ten common codes, the rest 500",
+                (lambda code: LISTED_ONLY.get(code.name, 500),), "FAILED_PRECONDITION -> 500"),
+    WrongAnswer("11.2", "drops the field violations", (handler_without_violations,),
+                "field violations (field_errors(error)) were dropped"),
+    WrongAnswer("11.2", "shows the exception text in a 500", (handler_that_leaks,),
+                "must not leak internals"),
+    WrongAnswer("11.2", "forgets status_code, answers 200", (handler_answering_200,),
+                "answered HTTP 200, expected 400"),
+    WrongAnswer("11.2", "application/json instead of problem+json", (handler_with_plain_json,),
+                "a problem document is application/problem+json"),
+    WrongAnswer("11.2", "every error a 500", (handler_everything_500,),
+                "answered HTTP 500, expected 400"),
+    WrongAnswer("11.3", "answers 200 instead of 201", (create_answering_200,),
+                "answered 200, expected 201 Created"),
+    WrongAnswer("11.3", "no Location header", (create_without_location,), "no Location header"),
+    WrongAnswer("11.3", "Location hard-coded to the first user", (create_at_a_fixed_location,),
+                "path of the Location header"),
+    WrongAnswer("11.3", "builds the body by hand: int id", (create_with_a_hand_made_dict,),
+                "writes int64"),
+    WrongAnswer("11.3", "no deadline on CreateUser", (create_without_deadline,),
+                "without a deadline"),
+    WrongAnswer("11.4", "uses X-Timeout-Ms as seconds", (options_with_seconds,),
+                "the header is in milliseconds"),
+    WrongAnswer("11.4", "does not forward the request id", (options_without_request_id,),
+                "in the call's metadata: forward it"),
+    WrongAnswer("11.4", "does not echo the request id", (options_not_echoed,),
+                "set it on the response"),
+    WrongAnswer("11.4", "no deadline without the header", (options_without_default_deadline,),
+                "use a default of a few seconds"),
+    WrongAnswer("11.4", "one fixed id for requests without one", (options_with_one_id_for_all,),
+                "make a fresh id per request"),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=str)
+def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
+    rejects(capsys, wrong)
+
+
+def test_field_errors_is_the_reference_one() -> None:
+    from helpers.reference.users import field_errors as users_field_errors
+
+    assert field_errors is users_field_errors
