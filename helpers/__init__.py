@@ -10,6 +10,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from helpers import protos  # noqa: E402
 from helpers.checks import check  # noqa: E402
+from helpers.explorer import explore  # noqa: E402
 from helpers.servers import serve, serve_aio  # noqa: E402
 
-__all__ = ["check", "protos", "serve", "serve_aio"]
+__all__ = ["check", "explore", "protos", "serve", "serve_aio"]
