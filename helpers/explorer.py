@@ -312,6 +312,8 @@ class Explorer:
         self.target = target
         self.status = w.HTML()  # one line: what happened last
         self.output = w.HTML()  # replies and metadata
+        self.status.add_class("explorer-status")
+        self.output.add_class("explorer-output")
         self.result: CallResult | None = None
         self.form: Form | None = None
         try:
