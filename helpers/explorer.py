@@ -24,6 +24,10 @@ well-known types (Timestamp, Duration, ...) as their JSON. A field with
 presence (`optional`, or in a `oneof`) can be left "(not set)". Fields left at
 their default (0, "", false, the first enum value) are not sent, which is the
 same thing on the wire; a nested message is sent when one of its fields is set.
+
+The explorer makes blocking calls from the kernel. A grpc.aio server started in
+the same kernel cannot answer them (lesson 07): explore a sync server, or an aio
+server running in another process.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401 (error details decode as JSON)
 
+from helpers import grpcurl
 from helpers.grpcurl import reflection, signature
 
 F = FieldDescriptor
@@ -72,6 +77,8 @@ def why_not_loaded(error: Exception) -> str:
         return "the server has no reflection service (add it with reflection.enable_server_reflection)"
     if code == grpc.StatusCode.UNAVAILABLE:
         return "no server answers at this address (UNAVAILABLE)"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"the server did not answer within {grpcurl.REFLECTION_TIMEOUT:g} s (DEADLINE_EXCEEDED)"
     if code is not None:
         return f"reflection failed with {code.name}: {error.details()}"
     return f"reflection failed: {type(error).__name__}: {error}"

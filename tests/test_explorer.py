@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import helpers
+from helpers import grpcurl
 from helpers.explorer import BadInput, Explorer, call, explore, form_for, request_from
 from helpers.reference import UserService, users_pb2_grpc
 from helpers.reference.routeguide import (
@@ -311,3 +312,16 @@ def test_server_without_reflection() -> None:
         explorer = explore(server.target)
     assert repr(explorer) == ("Request explorer: the server has no reflection service "
                               "(add it with reflection.enable_server_reflection)")
+
+
+def test_a_server_that_never_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket that accepts connections but speaks no HTTP/2: reflection gives up in time."""
+    monkeypatch.setattr(grpcurl, "REFLECTION_TIMEOUT", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        start = time.monotonic()
+        explorer = explore(f"127.0.0.1:{silent.getsockname()[1]}")
+    assert time.monotonic() - start < 10
+    assert repr(explorer) == ("Request explorer: the server did not answer within 0.5 s "
+                              "(DEADLINE_EXCEEDED)")

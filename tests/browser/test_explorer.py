@@ -35,9 +35,9 @@ server = helpers.serve(users_pb2_grpc.add_UserServiceServicer_to_server, service
 ]
 
 
-def create_notebook(lab: str) -> None:
+def create_notebook(url: str) -> None:
     """Write the scratch notebook into JupyterLab's folder through its contents API."""
-    base, token = lab.split("|")
+    base, token = url.split("|")
     cells = [{"cell_type": "code", "metadata": {}, "source": source, "outputs": [],
               "execution_count": None} for source in CELLS]
     content = {"cells": cells, "metadata": {"kernelspec": {"name": "python3",
@@ -70,7 +70,7 @@ def send(explorer: Locator, expect: str) -> str:
     return status.inner_text() + "\n" + explorer.locator(".explorer-output").inner_text()
 
 
-def test_explorer_sends_calls_and_shows_replies_and_statuses(lab: str, browser) -> None:
+def test_explorer_sends_calls_and_shows_replies_and_statuses(lab: str, browser) -> None:  # noqa: F811
     create_notebook(lab)
     page: Page = browser.new_page(viewport={"width": 1280, "height": 1000})
     text = run_all(page, lab, NOTEBOOK)
