@@ -42,7 +42,7 @@ import grpc
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.descriptor import ServiceDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401 (error details decode as JSON)
 
 from helpers import grpcurl
@@ -51,6 +51,9 @@ from helpers.grpcurl import reflection, signature
 F = FieldDescriptor
 NOT_SET = "(not set)"
 MAX_DEPTH = 3  # nested message boxes deeper than this are edited as JSON
+MAX_SHOWN = 100  # replies of a stream shown in the widget (the result keeps them all)
+_TYPE_NAMES = {value: name[5:].lower() for name, value in vars(F).items()
+               if name.startswith("TYPE_")}  # F.TYPE_INT64 -> "int64"
 _INT32 = {F.TYPE_INT32, F.TYPE_UINT32, F.TYPE_SINT32, F.TYPE_FIXED32, F.TYPE_SFIXED32}
 _FLOAT = {F.TYPE_FLOAT, F.TYPE_DOUBLE}
 
@@ -106,7 +109,10 @@ class CallResult:
         def lines(pairs: list[tuple[str, str]]) -> str:
             return "\n".join(f"  {key}: {value}" for key, value in pairs) or "  (none)"
         count = {0: "no reply", 1: "1 reply:"}.get(len(self.replies), f"{len(self.replies)} replies:")
-        return (count + "".join("\n" + reply for reply in self.replies) + "\n\n"
+        shown = "".join("\n" + reply for reply in self.replies[:MAX_SHOWN])
+        if len(self.replies) > MAX_SHOWN:
+            shown += f"\n... and {len(self.replies) - MAX_SHOWN} more"
+        return (count + shown + "\n\n"
                 f"initial metadata:\n{lines(self.initial_metadata)}\n"
                 f"trailing metadata:\n{lines(self.trailing_metadata)}")
 
@@ -115,8 +121,11 @@ def _readable(metadata: Any) -> list[tuple[str, str]]:
     """Metadata as (key, text) pairs; the rich error status decoded, other binary values sized."""
     pairs = []
     for key, value in metadata or ():
-        if key == "grpc-status-details-bin":
-            value = _json(status_pb2.Status.FromString(value), indent=None)
+        if key == "grpc-status-details-bin":  # a google.rpc.Status, as lesson 05 sends
+            try:
+                value = _json(status_pb2.Status.FromString(value), indent=None)
+            except DecodeError:
+                value = f"<{len(value)} bytes, not a google.rpc.Status>"
         elif isinstance(value, bytes):
             value = f"<{len(value)} bytes>"
         pairs.append((key, value))
@@ -252,15 +261,16 @@ def _input_for(fd: FieldDescriptor, path: tuple[str, ...]) -> FieldInput:
     return FieldInput(fd, text, lambda: _scalar(fd, text.value) if text.value != "" else None)
 
 
-def _type_name(fd: FieldDescriptor) -> str:
-    names = {value: name[5:].lower() for name, value in vars(F).items() if name.startswith("TYPE_")}
-    kind = fd.message_type.full_name if fd.type == F.TYPE_MESSAGE else \
-        fd.enum_type.full_name if fd.type == F.TYPE_ENUM else names[fd.type]
+def type_name(fd: FieldDescriptor) -> str:
+    """The field's type as the .proto spells it: `int64`, `optional string`, `map<string, int32>`."""
     if fd.type == F.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry:
         key, value = fd.message_type.fields
-        return f"map<{_type_name(key)}, {_type_name(value)}>"
-    return ("repeated " if fd.is_repeated else "optional " if fd.has_presence and
-            fd.type != F.TYPE_MESSAGE else "") + kind
+        return f"map<{type_name(key)}, {type_name(value)}>"
+    kind = (fd.message_type.full_name if fd.type == F.TYPE_MESSAGE else
+            fd.enum_type.full_name if fd.type == F.TYPE_ENUM else _TYPE_NAMES[fd.type])
+    if fd.is_repeated:
+        return f"repeated {kind}"
+    return f"optional {kind}" if fd.has_presence and fd.type != F.TYPE_MESSAGE else kind
 
 
 def form_for(descriptor: Descriptor, path: tuple[str, ...] = ()) -> Form:
@@ -275,7 +285,7 @@ def form_for(descriptor: Descriptor, path: tuple[str, ...] = ()) -> Form:
         item = _input_for(fd, path)
         fields[fd.name] = item
         label = w.Label(fd.name, layout=w.Layout(width="10em"))
-        kind = w.HTML(f"<span style='color:#777'>{html.escape(_type_name(fd))}</span>")
+        kind = w.HTML(f"<span style='color:#777'>{html.escape(type_name(fd))}</span>")
         row = w.VBox([w.HBox([label, kind]), item.input]) if item.nested else \
             w.HBox([label, item.input, kind])
         row.add_class(f"explorer-field-{fd.name}")

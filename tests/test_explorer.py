@@ -20,7 +20,16 @@ from grpc_reflection.v1alpha import reflection
 
 import helpers
 from helpers import grpcurl
-from helpers.explorer import BadInput, Explorer, call, explore, form_for, request_from
+from helpers.explorer import (
+    BadInput,
+    CallResult,
+    Explorer,
+    type_name,
+    call,
+    explore,
+    form_for,
+    request_from,
+)
 from helpers.reference import UserService, users_pb2_grpc
 from helpers.reference.routeguide import (
     RouteGuide,
@@ -131,6 +140,10 @@ def test_form_has_an_input_per_field_type(sink: Any) -> None:
     }
     assert form.fields["color"].input.options == ("COLOR_UNSPECIFIED", "RED")
     assert list(form.fields["inner"].nested.fields) == ["x"]
+    types = {name: type_name(item.descriptor) for name, item in form.fields.items()}
+    assert (types["big"], types["color"], types["numbers"], types["counts"], types["maybe"],
+            types["when"]) == ("int64", "sink.Color", "repeated int32", "map<string, int32>",
+                               "optional int32", "google.protobuf.Timestamp")
     # An empty form is the empty message: nothing the learner left alone is sent.
     assert request_from(form).ByteSize() == 0
 
@@ -325,3 +338,11 @@ def test_a_server_that_never_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     assert time.monotonic() - start < 10
     assert repr(explorer) == ("Request explorer: the server did not answer within 0.5 s "
                               "(DEADLINE_EXCEEDED)")
+
+
+def test_result_text_caps_long_streams() -> None:
+    result = CallResult("OK", "", replies=[f'{{"n": {n}}}' for n in range(250)])
+    text = result.text()
+    assert text.startswith("250 replies:\n{\"n\": 0}") and "... and 150 more" in text
+    assert '{"n": 99}' in text and '{"n": 100}' not in text
+    assert text.endswith("initial metadata:\n  (none)\ntrailing metadata:\n  (none)")
