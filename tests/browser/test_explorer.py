@@ -93,6 +93,7 @@ def test_explorer_sends_calls_and_shows_replies_and_statuses(lab: str, browser) 
     fill(explorer, "id", "99")
     shown = send(explorer, "NOT_FOUND")
     assert "❌ NOT_FOUND: no user with id 99" in shown and "no reply" in shown, shown
+    assert " ms)" in shown  # the time taken
 
     pick(explorer, "CreateUser")
     fill(explorer, "name", "Eve")
