@@ -10,9 +10,10 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from helpers import protos  # noqa: E402
 from helpers.checks import check  # noqa: E402
+from helpers.explorer import explore  # noqa: E402
 from helpers.servers import serve, serve_aio  # noqa: E402
 
-__all__ = ["check", "progress", "protos", "serve", "serve_aio"]
+__all__ = ["check", "explore", "progress", "protos", "serve", "serve_aio"]
 
 
 def progress(*lessons: str) -> None:
