@@ -462,6 +462,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("8.4", (Retry,)),
     ("8.5", (RETRY_CONFIG,)),
     ("8.5", (json.dumps(RETRY_CONFIG),)),
+    ("8.5", (lambda: RETRY_CONFIG,)),
     ("8.6", (RequestId, request_id)),
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_right_answers_pass(exercise_id: str, answer: tuple, capsys) -> None:

@@ -21,7 +21,7 @@ import grpc
 from helpers.checks.core import Mismatch, exercise, expect, expect_equal, expect_error_status
 from helpers.checks.lesson07 import run_in_fresh_loop
 from helpers.reference.routeguide import (
-    AREA, RouteGuide as ReferenceGuide, make_features, routeguide_pb2 as pb2, routeguide_pb2_grpc,
+    RouteGuide as ReferenceGuide, make_features, routeguide_pb2 as pb2, routeguide_pb2_grpc,
 )
 from helpers.servers import serve, serve_aio
 
@@ -405,6 +405,8 @@ def retry_interceptor(retry_class: Any) -> str:
     '"maxBackoff": "0.5s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}',
 )
 def retry_policy(config: Any) -> str:
+    if callable(config):
+        config = config()
     try:
         text = config if isinstance(config, str) else json.dumps(config)
         json.loads(text)
