@@ -11,7 +11,7 @@ import uuid
 
 import grpc
 import pytest
-from conftest import WrongAnswer, passes, rejects
+from conftest import WrongAnswer, fails, passes, rejects
 
 # --- 8.1 a latency interceptor ----------------------------------------------------
 
@@ -438,6 +438,13 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 (service_config({"service": "routeguide.RouteGuide", "method": "GetFeature"},
                                 codes=("UNAVAILABLE", "INVALID_ARGUMENT")),),
                 "retry UNAVAILABLE only"),
+    WrongAnswer("8.5", "a backoff of seconds: the retries outlast the deadline",
+                ({"methodConfig": [{"name": [{"service": "routeguide.RouteGuide",
+                                              "method": "GetFeature"}],
+                                    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "4s",
+                                                    "maxBackoff": "30s", "backoffMultiplier": 2,
+                                                    "retryableStatusCodes": ["UNAVAILABLE"]}}]},),
+                "make the backoff shorter"),
     WrongAnswer("8.6", "resets the ContextVar before the handler runs",
                 (ResettingRequestId, request_id), "do not reset"),
     WrongAnswer("8.6", "ignores the client's x-request-id", (AlwaysNewRequestId, request_id),
@@ -472,3 +479,29 @@ def test_right_answers_pass(exercise_id: str, answer: tuple, capsys) -> None:
 @pytest.mark.parametrize("exercise_id", ["8.1", "8.2", "8.3", "8.4", "8.5", "8.6"])
 def test_every_exercise_has_two_wrong_answers(exercise_id: str) -> None:
     assert sum(wrong.exercise == exercise_id for wrong in WRONG_ANSWERS) >= 2
+
+
+class UnsolvedTiming(Timing):
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None:
+            return None
+        raise NotImplementedError("Exercise 8.1: not solved yet")
+
+
+class UnsolvedAuth(TokenAuth):
+    def intercept_service(self, continuation, details):
+        raise NotImplementedError("Exercise 8.2: not solved yet")
+
+
+class UnsolvedRequestId(RequestId):
+    async def intercept_service(self, continuation, details):
+        raise NotImplementedError("Exercise 8.6: not solved yet")
+
+
+@pytest.mark.parametrize("exercise_id, answer", [
+    ("8.1", (UnsolvedTiming,)), ("8.2", (UnsolvedAuth,)), ("8.6", (UnsolvedRequestId, request_id)),
+], ids=["8.1", "8.2", "8.6"])
+def test_an_unsolved_server_interceptor_is_called_not_solved_yet(exercise_id: str, answer: tuple,
+                                                                 capsys) -> None:
+    assert "not solved yet" in fails(capsys, exercise_id, *answer)
