@@ -1,1 +1,587 @@
-"""Checks for lesson 08, interceptors and metadata."""
+"""Checks for lesson 08, interceptors and metadata.
+
+Every check serves lesson 06's route guide (four methods, one per call type) and
+looks at what really happened on the server: which calls reached the servicer,
+what metadata arrived, what deadline each attempt carried, how many attempts
+the server counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import secrets
+import threading
+import time
+from typing import Any, Callable, NamedTuple
+
+import grpc
+
+from helpers.checks.core import (
+    Mismatch, describe_rpc_error, exercise, expect, expect_equal, expect_error_status,
+)
+from helpers.checks.lesson07 import run_in_fresh_loop
+from helpers.reference.routeguide import (
+    RouteGuide as ReferenceGuide, make_features, routeguide_pb2 as pb2, routeguide_pb2_grpc,
+)
+from helpers.servers import serve, serve_aio
+
+LESSON = "08_interceptors"
+TIMEOUT = 5  # seconds: the deadline of every call a check makes
+METHODS = ["GetFeature", "ListFeatures", "RecordRoute", "RouteChat"]
+KIND = {"GetFeature": "unary", "ListFeatures": "server streaming",
+        "RecordRoute": "client streaming", "RouteChat": "bidirectional streaming"}
+FEATURES = make_features()
+POINTS = [feature.location for feature in FEATURES[:3]]
+BAD_POINT = pb2.Point(latitude=10**9)
+SMALL = pb2.Rectangle(lo=pb2.Point(latitude=400_000_000, longitude=-750_000_000),
+                      hi=pb2.Point(latitude=402_500_000, longitude=-747_500_000))
+SMALL_COUNT = len(list(ReferenceGuide(FEATURES).ListFeatures(SMALL, None)))
+# Notes at a, a, b, a: the 2nd note earns 1 reply, the 4th earns 2.
+NOTES = [pb2.RouteNote(location=POINTS[i], message=str(n)) for n, i in enumerate([0, 0, 1, 0])]
+NOTE_REPLIES = 3
+
+
+class Recorder(ReferenceGuide):
+    """The reference route guide that records every call that reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__(FEATURES)
+        self.lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []
+
+    def record(self, method: str, context: Any) -> None:
+        with self.lock:
+            self.calls.append({"method": method, "metadata": dict(context.invocation_metadata()),
+                               "time_remaining": context.time_remaining()})
+
+    def methods(self) -> list[str]:
+        with self.lock:
+            return [call["method"] for call in self.calls]
+
+    def GetFeature(self, request, context):
+        self.record("GetFeature", context)
+        return super().GetFeature(request, context)
+
+    def ListFeatures(self, request, context):
+        self.record("ListFeatures", context)
+        yield from super().ListFeatures(request, context)
+
+    def RecordRoute(self, request_iterator, context):
+        self.record("RecordRoute", context)
+        return super().RecordRoute(request_iterator, context)
+
+    def RouteChat(self, request_iterator, context):
+        self.record("RouteChat", context)
+        yield from super().RouteChat(request_iterator, context)
+
+
+def _calls(stub: Any, metadata: tuple = (), timeout: float = TIMEOUT,
+           empty_streams: bool = False) -> dict[str, Callable[[], Any]]:
+    """One call per method (a client stream may be empty); each returns what it received."""
+    points = [] if empty_streams else POINTS
+    notes = [] if empty_streams else NOTES
+    md = list(metadata) or None
+    return {
+        "GetFeature": lambda: stub.GetFeature(POINTS[0], metadata=md, timeout=timeout),
+        "ListFeatures": lambda: list(stub.ListFeatures(SMALL, metadata=md, timeout=timeout)),
+        "RecordRoute": lambda: stub.RecordRoute(iter(points), metadata=md, timeout=timeout),
+        "RouteChat": lambda: list(stub.RouteChat(iter(notes), metadata=md, timeout=timeout)),
+    }
+
+
+def _outcome(call: Callable[[], Any]) -> grpc.RpcError | None:
+    try:
+        call()
+    except grpc.RpcError as error:
+        return error
+    return None
+
+
+def _build(cls: Any, *args: Any) -> Any:
+    return cls(*args) if isinstance(cls, type) else cls
+
+
+class _Details(NamedTuple):
+    method: str
+    invocation_metadata: tuple
+
+
+_TRIAL = _Details("/routeguide.RouteGuide/GetFeature", ())
+
+
+def _trial_handler() -> Any:
+    return grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+
+
+def _not_solved_yet(attempt: Callable[[], Any]) -> None:
+    """Run `attempt` (one intercept_service call, outside a server): let NotImplementedError out.
+
+    Inside a server, the learner's NotImplementedError would only reach the check as an
+    UNKNOWN status; this way the check says "not solved yet". Other errors are left for
+    the real calls to show.
+    """
+    try:
+        attempt()
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001 - the real calls will report it
+        pass
+
+
+# --- 8.1 a latency interceptor ----------------------------------------------------
+
+class SlowGuide(Recorder):
+    """Each method takes a known minimum time on the server."""
+
+    def GetFeature(self, request, context):
+        time.sleep(0.15)
+        return super().GetFeature(request, context)
+
+    def ListFeatures(self, request, context):
+        for feature in super().ListFeatures(request, context):
+            time.sleep(0.05)
+            yield feature
+
+    def RecordRoute(self, request_iterator, context):
+        summary = super().RecordRoute(request_iterator, context)
+        time.sleep(0.15)
+        return summary
+
+    def RouteChat(self, request_iterator, context):
+        for note in super().RouteChat(request_iterator, context):
+            time.sleep(0.05)
+            yield note
+
+
+MIN_SECONDS = {"GetFeature": 0.15, "ListFeatures": 0.05 * SMALL_COUNT, "RecordRoute": 0.15,
+               "RouteChat": 0.05 * NOTE_REPLIES}
+
+
+def _code_name(code: Any) -> str:
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return str(code).removeprefix("StatusCode.")
+
+
+@exercise(
+    "8.1",
+    "A latency interceptor for every call type",
+    notebook=LESSON,
+    hint="intercept_service only finds the handler; the call runs later, inside the handler's "
+    "behavior. Wrap that behavior, and pick the wrapper by handler.request_streaming and "
+    "handler.response_streaming.",
+    second_hint="For a response stream, return a generator that yields each reply, counts it, "
+    "and logs in a `finally`; for a request stream, hand the behavior a generator that counts "
+    "each request. On an exception, log context.code() (UNKNOWN if None) and re-raise.",
+)
+def latency_interceptor(interceptor: Any) -> str:
+    log: list[tuple] = []
+    lock = threading.Lock()
+
+    def record(method, code, requests, replies, seconds):
+        with lock:
+            log.append((method, _code_name(code), requests, replies, seconds))
+
+    _not_solved_yet(lambda: _build(interceptor, record).intercept_service(
+        lambda details: _trial_handler(), _TRIAL))
+    guide = SlowGuide()
+    server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide,
+                   name="check-8.1", interceptors=[_build(interceptor, record)])
+    with server, grpc.insecure_channel(server.target) as channel:
+        stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+        for name, call in _calls(stub).items():
+            error = _outcome(call)
+            expect(error is None, f"{name} failed through your interceptor: {error}")
+        bad = _outcome(lambda: stub.GetFeature(BAD_POINT, timeout=TIMEOUT))
+        expect(bad is not None and bad.code() == grpc.StatusCode.INVALID_ARGUMENT,
+               "GetFeature with an invalid point should still fail with INVALID_ARGUMENT")
+        time.sleep(0.2)  # a logger in a `finally` may run just after the client has its reply
+    with lock:
+        entries = list(log)
+    expected = {  # method: (requests, replies)
+        "GetFeature": (1, 1), "ListFeatures": (1, SMALL_COUNT),
+        "RecordRoute": (len(POINTS), 1), "RouteChat": (len(NOTES), NOTE_REPLIES)}
+    for name in METHODS:
+        full = f"/routeguide.RouteGuide/{name}"
+        found = [e for e in entries if e[0] == full and e[1] == "OK"]
+        expect(found, f"no log entry with status OK for {name} ({KIND[name]}): "
+               "does your interceptor wrap every kind of handler?")
+        method, code, requests, replies, seconds = found[0]
+        expect(seconds >= MIN_SECONDS[name] * 0.9,
+               f"{name} took {seconds:.3f} s in your log, but its handler ran at least "
+               f"{MIN_SECONDS[name]:.2f} s: time the whole call (to the last reply), not "
+               "continuation(...) or the creation of a generator")
+        expect_equal((requests, replies), expected[name], f"(requests, replies) logged for {name}")
+    failed = [e for e in entries if e[0] == "/routeguide.RouteGuide/GetFeature" and e[1] != "OK"]
+    expect(failed, "the GetFeature call that failed with INVALID_ARGUMENT was logged as OK or "
+           "not at all: catch the exception and log context.code()")
+    expect_equal(failed[0][1], "INVALID_ARGUMENT", "status logged for the failed GetFeature")
+    return ("all four call types logged with their status, request and reply counts and a "
+            "duration that covers the whole call; a failed call logged INVALID_ARGUMENT")
+
+
+# --- 8.2 token auth for every call type -------------------------------------------
+
+@exercise(
+    "8.2",
+    "Token auth on every call type",
+    notebook=LESSON,
+    hint="Look at what the seed's abort handler is: a unary-unary handler, used for every "
+    "method. The server then reads a stream call as if it were unary.",
+    second_hint="Call continuation(handler_call_details) to get the real handler, then return "
+    "the abort function wrapped by the factory of the same kind: "
+    "grpc.unary_stream_rpc_method_handler when only handler.response_streaming, and so on.",
+)
+def token_auth(interceptor: Any) -> str:
+    tokens = {secrets.token_hex(8), secrets.token_hex(8)}
+    _not_solved_yet(lambda: _build(interceptor, set(tokens)).intercept_service(
+        lambda details: _trial_handler(), _TRIAL))
+    guide = Recorder()
+    server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide,
+                   name="check-8.2", interceptors=[_build(interceptor, set(tokens))])
+    refused = 0
+    with server, grpc.insecure_channel(server.target) as channel:
+        stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+        cases = [("no token", ()),
+                 ("a wrong token", (("authorization", "Bearer " + secrets.token_hex(8)),)),
+                 ("a valid token without 'Bearer '", (("authorization", min(tokens)),))]
+        for what, metadata in cases:
+            for name, call in _calls(stub, metadata).items():
+                expect_error_status(_outcome(call), grpc.StatusCode.UNAUTHENTICATED,
+                                    f"{name} ({KIND[name]}) with {what}")
+                refused += 1
+        for name in ["RecordRoute", "RouteChat"]:
+            call = _calls(stub, empty_streams=True)[name]
+            expect_error_status(_outcome(call), grpc.StatusCode.UNAUTHENTICATED,
+                                f"{name} ({KIND[name]}) with an empty request stream and no token "
+                                "(the rejecting handler must be of the method's own kind)")
+            refused += 1
+        expect(not guide.calls, f"{guide.methods()} reached the servicer without a valid token")
+        for token in sorted(tokens):
+            for name, call in _calls(stub, (("authorization", f"Bearer {token}"),)).items():
+                error = _outcome(call)
+                expect(error is None, f"{name} ({KIND[name]}) with a valid token failed: {error}")
+    expect_equal(sorted(guide.methods()), sorted(METHODS * 2),
+                 "calls that reached the servicer with a valid token")
+    return (f"{refused} calls without a valid token were refused with UNAUTHENTICATED on all "
+            "four call types (empty streams too) and never reached the servicer; 2 valid tokens "
+            "passed on all four")
+
+
+# --- 8.3 a client interceptor adding metadata --------------------------------------
+
+@exercise(
+    "8.3",
+    "Metadata on every outgoing call",
+    notebook=LESSON,
+    hint="grpc.intercept_channel only uses the methods your class has: one base class and one "
+    "intercept_* method per call type. Keep what the caller passed (metadata and timeout).",
+    second_hint="In each intercept_* method: metadata = list(details.metadata or []) + "
+    "[('authorization', f'Bearer {self.token}'), ('x-request-id', uuid.uuid4().hex)], then "
+    "continuation(CallDetails(details.method, details.timeout, metadata, ...), request).",
+)
+def metadata_interceptor(interceptor: Any) -> str:
+    token = secrets.token_hex(8)
+    guide = Recorder()
+    server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide, name="check-8.3")
+    with server, grpc.insecure_channel(server.target) as plain:
+        channel = grpc.intercept_channel(plain, _build(interceptor, token))
+        stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+        for round_, timeout in enumerate([TIMEOUT, TIMEOUT + 3]):
+            for name, call in _calls(stub, (("x-caller", f"check-{round_}"),), timeout).items():
+                error = _outcome(call)
+                expect(error is None, f"{name} failed through your interceptor: {error}")
+    expect_equal(len(guide.calls), 8, "calls that reached the server")
+    request_ids = []
+    for index, call in enumerate(guide.calls):
+        name, metadata, remaining = call["method"], call["metadata"], call["time_remaining"]
+        expect(metadata.get("authorization") == f"Bearer {token}",
+               f"{name} ({KIND[name]}) arrived without 'authorization: Bearer <token>' "
+               f"(it had {sorted(k for k in metadata if k != 'user-agent')}): does your "
+               "interceptor handle every call type?")
+        expect("x-request-id" in metadata, f"{name} arrived without an x-request-id")
+        request_ids.append(metadata["x-request-id"])
+        expect(metadata.get("x-caller") == f"check-{index // 4}",
+               f"{name} lost the metadata its caller passed: add to it, do not replace it")
+        expect(remaining is not None and remaining < 3600,
+               f"{name} arrived with no deadline: your interceptor "
+               "dropped the caller's timeout")
+        expect(remaining <= TIMEOUT + 3 * (index // 4) + 0.1,
+               f"{name} arrived with a longer deadline than its caller set")
+    expect(len(set(request_ids)) == len(request_ids),
+           f"{len(request_ids)} calls carried only {len(set(request_ids))} different request "
+           "ids: make a new id for each call, not one in __init__")
+    return ("on all four call types the server received the token and a fresh request id per "
+            "call, with the caller's own metadata and deadline kept")
+
+
+# --- 8.4 a retry interceptor with a deadline budget --------------------------------
+
+class FlakyGuide(ReferenceGuide):
+    """GetFeature fails with UNAVAILABLE for the first `fails` attempts (after `work` s)."""
+
+    def __init__(self, fails: int, work: float = 0.0) -> None:
+        super().__init__(FEATURES)
+        self.fails, self.work = fails, work
+        self.lock = threading.Lock()
+        self.attempts: list[tuple[float, float | None]] = []  # (arrival, time_remaining)
+        self.record_route_attempts = 0
+
+    def GetFeature(self, request, context):
+        with self.lock:
+            self.attempts.append((time.monotonic(), context.time_remaining()))
+            number = len(self.attempts)
+        if self.work:
+            time.sleep(self.work)
+        if number <= self.fails and request != BAD_POINT:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"attempt {number} failed on purpose")
+        return super().GetFeature(request, context)
+
+    def RecordRoute(self, request_iterator, context):
+        with self.lock:
+            self.record_route_attempts += 1
+        super().RecordRoute(request_iterator, context)  # the trip is recorded...
+        context.abort(grpc.StatusCode.UNAVAILABLE, "connection lost before the reply")  # ...but
+
+
+def _retry_stub(interceptor: Any, guide: FlakyGuide, name: str, run: Callable[[Any], Any]) -> Any:
+    server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide, name=name)
+    with server, grpc.insecure_channel(server.target) as plain:
+        stub = routeguide_pb2_grpc.RouteGuideStub(grpc.intercept_channel(plain, interceptor))
+        return run(stub)
+
+
+@exercise(
+    "8.4",
+    "A retry interceptor with a deadline budget",
+    notebook=LESSON,
+    hint="continuation(...) does not raise: it returns an outcome whose .code() you can test. "
+    "And the caller's timeout is a budget for all attempts together, not for each one.",
+    second_hint="Before the loop: deadline = time.monotonic() + details.timeout. Each attempt "
+    "gets timeout=deadline - time.monotonic(); retry only UNAVAILABLE; sleep "
+    "random.uniform(0, backoff), never past the deadline; backoff = min(backoff * multiplier, "
+    "max_backoff).",
+)
+def retry_interceptor(retry_class: Any) -> str:
+    expect(isinstance(retry_class, type), "pass the class (the check builds it with its own "
+           "max_attempts and backoff), not an instance")
+
+    def make() -> Any:
+        return retry_class(max_attempts=5, initial_backoff=0.02, multiplier=2.0, max_backoff=0.2)
+
+    figures = []
+    for fails in (2, 3):
+        guide = FlakyGuide(fails)
+        reply = _retry_stub(make(), guide, "check-8.4",
+                            lambda stub: _outcome(lambda: stub.GetFeature(POINTS[0],
+                                                                          timeout=TIMEOUT)))
+        expect(len(guide.attempts) > 1 or fails == 0,
+               f"the server counted {len(guide.attempts)} attempt for a GetFeature that failed "
+               "with UNAVAILABLE: your interceptor did not retry (does it wait for an exception "
+               "that continuation never raises?)")
+        expect(reply is None, f"GetFeature failing {fails} times then working still failed: "
+               f"{reply}")
+        expect_equal(len(guide.attempts), fails + 1,
+                     f"attempts counted on the server when the first {fails} fail")
+        figures.append(len(guide.attempts))
+    guide = FlakyGuide(fails=100)
+    error = _retry_stub(make(), guide, "check-8.4",
+                        lambda stub: _outcome(lambda: stub.GetFeature(POINTS[0], timeout=TIMEOUT)))
+    expect(error is not None, "a GetFeature that always fails succeeded?")
+    expect_equal(len(guide.attempts), 5, "attempts counted on the server with max_attempts=5 "
+                 "and a server that always fails")
+    guide = FlakyGuide(fails=0)
+    error = _retry_stub(make(), guide, "check-8.4",
+                        lambda stub: _outcome(lambda: stub.GetFeature(BAD_POINT, timeout=TIMEOUT)))
+    expect(error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT,
+           "GetFeature with a bad point should fail with INVALID_ARGUMENT through the retry")
+    expect(len(guide.attempts) == 1, f"a call that failed with INVALID_ARGUMENT was sent "
+           f"{len(guide.attempts)} times: retry only UNAVAILABLE (bad input stays bad)")
+    # The budget: each attempt takes 0.15 s on the server and fails; the caller allows 0.6 s.
+    budget = 0.6
+    guide = FlakyGuide(fails=100, work=0.15)
+    slow = retry_class(max_attempts=5, initial_backoff=0.1, multiplier=2.0, max_backoff=1.0)
+    start = time.monotonic()
+    error = _retry_stub(slow, guide, "check-8.4",
+                        lambda stub: _outcome(lambda: stub.GetFeature(POINTS[0], timeout=budget)))
+    took = time.monotonic() - start
+    expect(error is not None, "a GetFeature that always fails succeeded?")
+    first_arrival = guide.attempts[0][0]
+    for number, (arrival, remaining) in enumerate(guide.attempts, 1):
+        expect(remaining is not None and remaining < 3600,
+               f"attempt {number} carried no deadline at all")
+        left = budget - (arrival - first_arrival)
+        expect(remaining <= left + 0.15,
+               f"attempt {number} arrived {arrival - first_arrival:.2f} s after the first with a "
+               f"deadline {remaining:.2f} s away, more than the {max(left, 0):.2f} s left of "
+               f"the caller's {budget} s: your retry ignores the deadline (each attempt must "
+               "get only the time remaining)")
+    expect(took < budget + 1.5, f"the call took {took:.2f} s with timeout={budget}: stop "
+           "retrying when the deadline has passed")
+    return (f"attempts counted on the server: {figures[0]} and {figures[1]} when the first 2 and "
+            f"3 fail, 5 at most, 1 for INVALID_ARGUMENT; with a {budget} s timeout every "
+            "attempt got only the time left")
+
+
+# --- 8.5 gRPC's own retry policy ---------------------------------------------------
+
+@exercise(
+    "8.5",
+    "A retry policy in the service config",
+    notebook=LESSON,
+    hint="A methodConfig applies to the methods its `name` list matches: a name with only a "
+    "service matches every method of it. Count the failures GetFeature may have in a row.",
+    second_hint='{"methodConfig": [{"name": [{"service": "routeguide.RouteGuide", "method": '
+    '"GetFeature"}], "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", '
+    '"maxBackoff": "0.5s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}',
+)
+def retry_policy(config: Any) -> str:
+    if callable(config):
+        config = config()
+    try:
+        text = config if isinstance(config, str) else json.dumps(config)
+        json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise Mismatch(f"the service config is not valid JSON: {error}") from None
+    guide = FlakyGuide(fails=4)
+    server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide, name="check-8.5")
+    with server, grpc.insecure_channel(server.target,
+                                       options=[("grpc.service_config", text)]) as channel:
+        stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+        first = _outcome(lambda: stub.GetFeature(POINTS[0], timeout=2 * TIMEOUT))
+        expect(first is None or first.code() != grpc.StatusCode.DEADLINE_EXCEEDED,
+               f"GetFeature's retries did not fit in its {2 * TIMEOUT} s deadline: make the "
+               "backoff shorter (initialBackoff of a fraction of a second)")
+        expect(first is None or first.code() == grpc.StatusCode.UNAVAILABLE,
+               f"GetFeature ended with {first and describe_rpc_error(first)}: is the config "
+               "valid?")
+        got = len(guide.attempts)
+        expect(got > 1, "the server counted 1 GetFeature attempt: no retry happened (check the "
+               "full service name 'routeguide.RouteGuide', the method name and the status code "
+               "names)")
+        expect(first is None, f"GetFeature fails 4 times in a row and the server counted only "
+               f"{got} attempts before the call gave up: maxAttempts is too small")
+        route = _outcome(lambda: stub.RecordRoute(iter(POINTS), timeout=TIMEOUT))
+        expect(route is not None and route.code() == grpc.StatusCode.UNAVAILABLE,
+               "RecordRoute should fail with UNAVAILABLE, as the server answers")
+        expect(guide.record_route_attempts == 1,
+               f"RecordRoute was sent {guide.record_route_attempts} times: it records a trip, so "
+               "a retry after a lost reply records it twice. Retry GetFeature only")
+        guide.attempts.clear()
+        bad = _outcome(lambda: stub.GetFeature(BAD_POINT, timeout=TIMEOUT))
+        expect(bad is not None and bad.code() == grpc.StatusCode.INVALID_ARGUMENT,
+               "GetFeature with a bad point should fail with INVALID_ARGUMENT")
+        expect(len(guide.attempts) == 1, f"a GetFeature that failed with INVALID_ARGUMENT was "
+               f"sent {len(guide.attempts)} times: retry UNAVAILABLE only")
+    return (f"GetFeature failed 4 times and succeeded on attempt {got} (counted on the server); "
+            "RecordRoute and bad input were sent once")
+
+
+# --- 8.6 an aio interceptor hands a request id to the handler ---------------------
+
+class _IdGuide(routeguide_pb2_grpc.RouteGuideServicer):
+    """Every method reports the request id it sees in a trailing metadata entry."""
+
+    def __init__(self, variable: Any) -> None:
+        self.variable = variable
+
+    def _report(self, context: Any) -> None:
+        context.set_trailing_metadata([("x-seen-request-id", str(self.variable.get(None)))])
+
+    async def GetFeature(self, request, context):
+        await asyncio.sleep(0.05)  # another call runs meanwhile
+        self._report(context)
+        return pb2.Feature(location=request)
+
+    async def ListFeatures(self, request, context):
+        self._report(context)
+        yield pb2.Feature(name="one")
+
+    async def RecordRoute(self, request_iterator, context):
+        async for _ in request_iterator:
+            pass
+        self._report(context)
+        return pb2.RouteSummary()
+
+    async def RouteChat(self, request_iterator, context):
+        async for note in request_iterator:
+            yield note
+        self._report(context)
+
+
+@exercise(
+    "8.6",
+    "A request id from an aio interceptor to the handler",
+    notebook=LESSON,
+    hint="The handler runs after intercept_service has returned, in the same asyncio task: set "
+    "the ContextVar and leave it set. Calls without an x-request-id need one of their own.",
+    second_hint="async def intercept_service(self, continuation, details): metadata = "
+    "dict(details.invocation_metadata or ()); request_id.set(metadata.get('x-request-id') or "
+    "uuid.uuid4().hex); return await continuation(details)",
+)
+def aio_request_id(interceptor: Any, variable: Any) -> str:
+    instance = _build(interceptor)
+    expect(isinstance(instance, grpc.aio.ServerInterceptor),
+           f"{type(instance).__name__} is not a grpc.aio.ServerInterceptor: a grpc.aio server "
+           "refuses other interceptors")
+    expect(inspect.iscoroutinefunction(type(instance).intercept_service),
+           "intercept_service must be `async def` on a grpc.aio server")
+
+    async def trial_continuation(details: Any) -> Any:
+        return _trial_handler()
+
+    _not_solved_yet(lambda: run_in_fresh_loop(
+        lambda: instance.intercept_service(trial_continuation, _TRIAL)))
+
+    async def run() -> dict[str, list[str]]:
+        server = await serve_aio(routeguide_pb2_grpc.add_RouteGuideServicer_to_server,
+                                 _IdGuide(variable), name="check-8.6", interceptors=[instance])
+        seen: dict[str, list[str]] = {}
+
+        async def one(name: str, request_id: str | None) -> str:
+            md = (("x-request-id", request_id),) if request_id else None
+            if name == "GetFeature":
+                call = stub.GetFeature(POINTS[0], metadata=md, timeout=TIMEOUT)
+                await call
+            elif name == "ListFeatures":
+                call = stub.ListFeatures(SMALL, metadata=md, timeout=TIMEOUT)
+                [_ async for _ in call]
+            elif name == "RecordRoute":
+                call = stub.RecordRoute(iter(POINTS), metadata=md, timeout=TIMEOUT)
+                await call
+            else:
+                call = stub.RouteChat(iter(NOTES[:2]), metadata=md, timeout=TIMEOUT)
+                [_ async for _ in call]
+            return dict(await call.trailing_metadata()).get("x-seen-request-id", "")
+
+        try:
+            async with grpc.aio.insecure_channel(server.target) as channel:
+                stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+                ids = [secrets.token_hex(6) for _ in range(2)]
+                for name in METHODS:
+                    seen[name] = list(await asyncio.gather(*(one(name, i) for i in ids)))
+                    seen[name + " without id"] = list(await asyncio.gather(
+                        one(name, None), one(name, None)))
+                seen["sent"] = ids
+        finally:
+            await server.stop(None)
+        return seen
+
+    seen = run_in_fresh_loop(run)
+    default = str(variable.get(None))
+    for name in METHODS:
+        got = seen[name]
+        expect(got != [default, default], f"the {name} handler ({KIND[name]}) saw {default!r}, "
+               "the variable's default: set the ContextVar in intercept_service and do not reset "
+               "it before the handler runs")
+        expect_equal(got, seen["sent"], f"request ids seen by two concurrent {name} handlers")
+        unnamed = seen[name + " without id"]
+        expect(default not in unnamed and "" not in unnamed,
+               f"a {name} call without x-request-id reached its handler with {unnamed[0]!r}: "
+               "make a fresh id when the client sent none")
+        expect(unnamed[0] != unnamed[1], f"two {name} calls without x-request-id got the same "
+               f"id {unnamed[0]!r}: make a fresh one per call")
+    return ("on all four call types the handler saw its own call's x-request-id (two concurrent "
+            "calls each theirs), and a fresh id when none was sent")
