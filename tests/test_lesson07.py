@@ -340,3 +340,25 @@ def test_unsolved_answers_say_not_solved(exercise_id: str, answer, capsys) -> No
 
 def test_offloading_wants_the_class(capsys) -> None:
     assert "pass the class" in fails(capsys, "7.4", Offloading(work=lambda a, b: a * b))
+
+
+# --- helpers.bench_server: the benchmark's server in a process of its own -----------
+
+@pytest.mark.parametrize("mode", ["sync", "aio"])
+def test_bench_server_runs_in_a_child_process_and_stops(mode: str) -> None:
+    import os
+
+    from helpers import bench_server
+
+    with bench_server.start(mode, workers=4, name=f"test-{mode}") as server:
+        assert server.pid != os.getpid()
+        with grpc.insecure_channel(server.target) as channel:
+            stub = calculator_pb2_grpc.CalculatorStub(channel)
+            assert stub.Add(calculator_pb2.AddRequest(a=2, b=3), timeout=10).result == 5
+            assert stub.Multiply(calculator_pb2.MultiplyRequest(a=2, b=3), timeout=10).result == 6
+        measured = bench_server.threads_and_rss(server.pid)
+        if measured is not None:  # Linux
+            threads, rss_mb = measured
+            assert threads >= 1 and rss_mb > 1
+    assert server.process.poll() is not None  # the child has exited
+    assert f"test-{mode}" not in bench_server._running
