@@ -389,18 +389,22 @@ def live_feed(servicer: Any) -> str:
     ends: dict[str, float] = {}
     _watch_ends(guide, ends)
     with stub_for("routeguide", "RouteGuide", guide) as stub:
+        # The first call starts; the second starts once the first is waiting; the first
+        # gets its second feature (so it has waited again since the second call began),
+        # and then its client cancels it.
         first = stub.ListFeatures(AREA, timeout=TIMEOUT, metadata=[("call", "first")])
+        next(first)
         second = stub.ListFeatures(AREA, timeout=TIMEOUT, metadata=[("call", "second")])
         got: list = []
         outcome: dict = {}
-        next(first)
-        start = time.monotonic()
         reader = threading.Thread(target=_read_feed, args=(second, got, outcome), daemon=True)
         reader.start()
-        deadline = start + 2
+        deadline = time.monotonic() + 2
         while not got and time.monotonic() < deadline:
             time.sleep(0.01)
         expect(bool(got), "the second call received no feature within 2 s")
+        next(first)
+        time.sleep(FEED_PAUSE / 6)  # the first call's generator is now in its pause
         cancelled_at = time.monotonic()
         first.cancel()
         reader.join(TIMEOUT + 1)
