@@ -234,7 +234,7 @@ def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
                    f"{adder.without_deadline} calls had no deadline: pass timeout=")
 
     run_in_fresh_loop(run)
-    return "results in order; never more calls in flight than the limit, and more than one"
+    return "results in order; at most `limit` calls in flight, and the limit reached"
 
 
 @exercise(
