@@ -89,19 +89,58 @@ async def run_concurrently(call: Call, n: int, label: str = "concurrent", group:
     return Result(label, list(latencies), time.perf_counter() - start, group)
 
 
+TAIL_SAMPLES = 100  # p95 and p99 are shown only for runs of at least this many calls
+
+
+def _tail(r: Result, p: float) -> str:
+    """A tail percentile in ms, or "-" when too few calls stand behind it."""
+    return f"{r.percentile(p) * 1000:.1f}" if r.count >= TAIL_SAMPLES else "-"
+
+
+def _format(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
 def table(results: Sequence[Result]) -> str:
-    """A plain-text table: calls, wall time, throughput and latency percentiles."""
+    """A plain-text table: calls, wall time, throughput and latency percentiles.
+
+    p95 and p99 show "-" for runs of fewer than TAIL_SAMPLES calls: the 99th percentile
+    of 20 calls is just the slowest call.
+    """
     header = ("", "calls", "wall ms", "calls/s", "p50 ms", "p95 ms", "p99 ms")
     rows = [header]
     for r in results:
         name = f"{r.group} · {r.label}" if r.group else r.label
         rows.append((name, str(r.count), f"{r.wall * 1000:.0f}", f"{r.throughput:.0f}",
-                     *(f"{r.percentile(p) * 1000:.1f}" for p in (50, 95, 99))))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+                     f"{r.percentile(50) * 1000:.1f}", _tail(r, 95), _tail(r, 99)))
+    return _format(rows)
+
+
+def median_run(runs: Sequence[Result]) -> Result:
+    """The run with the median wall time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r.wall)[(len(runs) - 1) // 2]
+
+
+def repeated_table(runs: dict[tuple[str, str], list[Result]]) -> str:
+    """One row per case, `runs[group, label]` being repeated runs of it.
+
+    Shows the median wall time and its spread (fastest-slowest run), and the median
+    run's throughput, p50 and p99 (p99 only when a run has at least TAIL_SAMPLES calls).
+    """
+    header = ("", "runs", "calls", "wall ms (median)", "spread ms", "calls/s", "p50 ms", "p99 ms")
+    rows = [header]
+    for (group, label), repeats in runs.items():
+        middle = median_run(repeats)
+        walls = [r.wall * 1000 for r in repeats]
+        rows.append((f"{group} · {label}", str(len(repeats)), str(middle.count),
+                     f"{middle.wall * 1000:.0f}", f"{min(walls):.0f}-{max(walls):.0f}",
+                     f"{middle.throughput:.0f}", f"{middle.percentile(50) * 1000:.1f}",
+                     _tail(middle, 99)))
+    return _format(rows)
 
 
 def plot(results: Sequence[Result], title: str = "wall time per run"):

@@ -87,9 +87,21 @@ def test_table_has_a_row_per_result_with_its_figures() -> None:
     assert len(lines) == 4  # header, rule, two rows
     assert lines[0].split() == ["calls", "wall", "ms", "calls/s", "p50", "ms", "p95", "ms",
                                 "p99", "ms"]
-    assert lines[2].split() == ["3", "×", "I/O", "·", "sync", "3", "60", "50", "20.0", "29.0",
-                                "29.8"]
-    assert lines[3].split()[-6:] == ["4", "10", "400", "10.0", "10.0", "10.0"]
+    # p95 and p99 of 3 or 4 calls would only be the slowest call: they are left out
+    assert lines[2].split() == ["3", "×", "I/O", "·", "sync", "3", "60", "50", "20.0", "-", "-"]
+    assert lines[3].split()[-6:] == ["4", "10", "400", "10.0", "-", "-"]
+    many = bench.Result("aio", [i / 1000 for i in range(1, 101)], wall=0.5)
+    assert bench.table([many]).splitlines()[2].split()[-2:] == ["95.0", "99.0"]
+
+
+def test_repeated_table_reports_the_median_run_and_the_spread() -> None:
+    runs = {("20 × I/O", "aio"): [bench.Result("aio", [0.01] * 20, wall=wall)
+                                  for wall in (0.030, 0.010, 0.020, 0.050, 0.025)]}
+    assert bench.median_run(runs["20 × I/O", "aio"]).wall == 0.025
+    lines = bench.repeated_table(runs).splitlines()
+    assert len(lines) == 3
+    assert lines[2].split() == ["20", "×", "I/O", "·", "aio", "5", "20", "25", "10-50", "800",
+                                "10.0", "-"]
 
 
 def test_plot_draws_one_bar_per_result() -> None:

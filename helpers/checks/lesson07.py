@@ -8,6 +8,7 @@ thread of its own, on a fresh event loop, and gives up after a few seconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import threading
@@ -33,6 +34,23 @@ LESSON = "07_asyncio"
 TIMEOUT = 5  # seconds: the deadline of every call a check makes
 T = TypeVar("T")
 _ids = itertools.count(1)
+
+
+def unsolved_if_not_implemented(run: Callable[..., str]) -> Callable[..., str]:
+    """A servicer that still raises NotImplementedError fails its calls with UNKNOWN: say
+    "not solved yet", as for any untouched exercise."""
+
+    @functools.wraps(run)
+    def checked(*args: Any) -> str:
+        try:
+            return run(*args)
+        except grpc.RpcError as error:
+            details = error.details() or ""
+            if "not solved yet" in details or "NotImplementedError" in details:
+                raise NotImplementedError(details) from None
+            raise
+
+    return checked
 
 
 def run_in_fresh_loop(make_coroutine: Callable[[], Awaitable[T]], seconds: float = 15) -> T:
@@ -76,10 +94,13 @@ def _expect_async_methods(cls: Any, names: list[str], kind: Callable[[Any], bool
     "7.1",
     "An async unary servicer",
     notebook=LESSON,
-    hint="Declare the methods with `async def`. Add returns AddReply(result=await in_int32(...)); "
-    "Divide checks request.b == 0 and calls `await context.abort(grpc.StatusCode."
-    "INVALID_ARGUMENT, ...)`: in grpc.aio, abort is a coroutine and does nothing without await.",
+    hint="Lesson 03's Add and Divide, as `async def`. In grpc.aio some context methods are "
+    "coroutines: what happens to a coroutine you call without `await`?",
+    second_hint="Add returns AddReply(result=await in_int32(...)); Divide checks request.b == 0 "
+    "and calls `await context.abort(grpc.StatusCode.INVALID_ARGUMENT, ...)` (abort does "
+    "nothing without await).",
 )
+@unsolved_if_not_implemented
 def async_unary(servicer: Any) -> str:
     cls = servicer if isinstance(servicer, type) else type(servicer)
     _expect_async_methods(cls, ["Add", "Divide"], inspect.iscoroutinefunction,
@@ -100,7 +121,7 @@ def async_unary(servicer: Any) -> str:
                 grpc.StatusCode.INVALID_ARGUMENT, "Divide(1, 0)")
             await expect_status_async(
                 stub.Add(calc_pb2.AddRequest(a=INT32_MAX, b=1), timeout=TIMEOUT),
-                grpc.StatusCode.OUT_OF_RANGE, "Add(INT32_MAX, 1)")
+                grpc.StatusCode.INVALID_ARGUMENT, "Add(INT32_MAX, 1)")
 
     run_in_fresh_loop(run)
     return "async Add and Divide answer right over grpc.aio; bad input gets a status code"
@@ -110,14 +131,19 @@ def async_unary(servicer: Any) -> str:
     "7.2",
     "An async server stream",
     notebook=LESSON,
-    hint="`async def ListFeatures(self, request, context)`: if rectangle_problem(request) "
-    "returns a message, `await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)`; then "
-    "`for feature in self.features: if in_rectangle(feature.location, request): yield feature`.",
+    hint="An async generator is `async def` with `yield`: the shape of lesson 06's ListFeatures, "
+    "with `await` in front of anything that is a coroutine (context.abort is one).",
+    second_hint="If rectangle_problem(request) returns a message, `await context.abort("
+    "grpc.StatusCode.INVALID_ARGUMENT, message)`; then `for feature in self.features: if "
+    "in_rectangle(feature.location, request): yield feature`.",
 )
+@unsolved_if_not_implemented
 def async_stream(servicer: Any) -> str:
     cls = servicer if isinstance(servicer, type) else type(servicer)
-    _expect_async_methods(cls, ["ListFeatures"], inspect.isasyncgenfunction,
-                          "async generator (async def with yield)")
+    method = getattr(cls, "ListFeatures", None)
+    expect(inspect.isasyncgenfunction(method) or inspect.iscoroutinefunction(method),
+           "ListFeatures is a plain `def` (a sync generator): a grpc.aio server needs "
+           "`async def` with `yield` (or `await context.write(...)`)")
     features = make_features(count=50, seed=72)
     reference = ReferenceGuide(features)
     lo = routeguide_pb2.Point(latitude=401_000_000, longitude=-749_000_000)
@@ -149,7 +175,11 @@ def async_stream(servicer: Any) -> str:
 
 
 class _CountingAdder(calculator_pb2_grpc.CalculatorServicer):
-    """Add that takes 50 ms and records how many calls were in flight at once."""
+    """Add that records how many calls were in flight at once.
+
+    A call takes longer the smaller its `a` (60 ms plus 10 ms per step below 12), so calls
+    finish in another order than they started: results must be put back in order.
+    """
 
     def __init__(self) -> None:
         self.in_flight = self.most = self.calls = 0
@@ -162,7 +192,7 @@ class _CountingAdder(calculator_pb2_grpc.CalculatorServicer):
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.06 + 0.01 * max(0, 12 - request.a))
         finally:
             self.in_flight -= 1
         return calc_pb2.AddReply(result=request.a + request.b)
@@ -172,9 +202,11 @@ class _CountingAdder(calculator_pb2_grpc.CalculatorServicer):
     "7.3",
     "Many calls, a bounded number in flight",
     notebook=LESSON,
-    hint="Make `gate = asyncio.Semaphore(limit)`; write `async def one(a, b)` that does "
-    "`async with gate:` around `await stub.Add(..., timeout=5)`; then return "
-    "`await asyncio.gather(*(one(a, b) for a, b in pairs))`, which keeps the order of pairs.",
+    hint="Two tools from the cells above: asyncio.gather runs coroutines together and keeps "
+    "their order; an asyncio.Semaphore lets only so many past `async with`.",
+    second_hint="Make `gate = asyncio.Semaphore(limit)` once; write `async def one(a, b)` that "
+    "does `async with gate:` around `await stub.Add(..., timeout=5)`; then return "
+    "`await asyncio.gather(*(one(a, b) for a, b in pairs))`.",
 )
 def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
     expect(inspect.iscoroutinefunction(add_all),
@@ -186,28 +218,36 @@ def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
             adder = _CountingAdder()
             async with aio_stub_for("calculator", "Calculator", adder) as stub:
                 got = await asyncio.wait_for(add_all(stub, pairs, limit), timeout=TIMEOUT)
-            expect_equal(list(got), [a + b for a, b in pairs],
-                         f"add_all(stub, 12 pairs, limit={limit})")
+            expect(list(got) == [a + b for a, b in pairs],
+                   f"add_all(stub, 12 pairs, limit={limit}) returned {list(got)}, expected "
+                   f"{[a + b for a, b in pairs]}"
+                   + (": the results are in the order the calls finished, not the order of "
+                      "pairs" if sorted(got) == sorted(a + b for a, b in pairs) else ""))
             expect_equal(adder.calls, len(pairs), f"number of Add calls with limit={limit}")
             expect(adder.most <= limit, f"with limit={limit}, {adder.most} calls were in "
                    "flight at once: hold an asyncio.Semaphore(limit) around each call")
             expect(adder.most > 1, f"with limit={limit}, the calls ran one at a time: start "
                    "them together with asyncio.gather")
+            expect(adder.most == limit, f"with limit={limit}, at most {adder.most} calls were "
+                   "in flight, never the limit: use the `limit` argument, not a fixed number")
             expect(adder.without_deadline == 0,
                    f"{adder.without_deadline} calls had no deadline: pass timeout=")
 
     run_in_fresh_loop(run)
-    return "results in order; never more calls in flight than the limit, and more than one"
+    return "results in order; at most `limit` calls in flight, and the limit reached"
 
 
 @exercise(
     "7.4",
     "Blocking work off the event loop",
     notebook=LESSON,
-    hint="In `async def Multiply`, call `await asyncio.to_thread(self.work, request.a, "
-    "request.b)` instead of `self.work(request.a, request.b)`: to_thread runs the blocking "
-    "function in a worker thread while the event loop keeps serving other calls.",
+    hint="The event loop must not run self.work itself: hand the function to a worker thread "
+    "and await the result (the markdown above names two ways).",
+    second_hint="`product = await asyncio.to_thread(self.work, request.a, request.b)` (the "
+    "function and its arguments, not self.work(...)), then `await in_int32(product, context, "
+    "\"Multiply\")`.",
 )
+@unsolved_if_not_implemented
 def off_the_loop(servicer: Any) -> str:
     expect(isinstance(servicer, type), "pass the class (it is built with work=...), "
            "not an instance")
@@ -226,20 +266,38 @@ def off_the_loop(servicer: Any) -> str:
             seen["in_flight"] -= 1
         return a * b
 
-    async def run() -> int:
+    async def run() -> tuple[int, list]:
         loop_thread = threading.get_ident()
         async with aio_stub_for("calculator", "Calculator", servicer(work=work)) as stub:
             replies = await asyncio.gather(*(
                 stub.Multiply(calc_pb2.MultiplyRequest(a=i, b=7), timeout=TIMEOUT)
-                for i in range(4)))
-        expect_equal([r.result for r in replies], [i * 7 for i in range(4)],
-                     "results of 4 concurrent Multiply calls")
-        return loop_thread
+                for i in range(4)), return_exceptions=True)
+            try:
+                await stub.Multiply(calc_pb2.MultiplyRequest(a=2**20, b=2**20), timeout=TIMEOUT)
+            except grpc.RpcError as error:
+                overflow = error
+            else:
+                overflow = None
+        return loop_thread, [*replies, overflow]
 
-    loop_thread = run_in_fresh_loop(run)
+    loop_thread, replies = run_in_fresh_loop(run)
+    *replies, overflow = replies
+    for reply in replies:
+        if isinstance(reply, grpc.RpcError) and "not solved yet" in (reply.details() or ""):
+            raise reply
     expect(seen["threads"], "Multiply never called self.work")
     expect(loop_thread not in seen["threads"], "the blocking work ran on the event loop's "
-           "thread, so every other call waited for it: use await asyncio.to_thread(...)")
+           "thread, so every other call waited for it: hand the function itself (not its "
+           "result) to await asyncio.to_thread(self.work, a, b)")
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    expect_equal([r.result for r in replies], [i * 7 for i in range(4)],
+                 "results of 4 concurrent Multiply calls")
     expect(seen["most"] > 1, "the 4 calls' blocking work ran one at a time: run it with "
            "asyncio.to_thread (or loop.run_in_executor with a pool of several threads)")
-    return "the blocking work ran in worker threads, overlapping, while the loop stayed free"
+    expect_error_status(overflow, grpc.StatusCode.INVALID_ARGUMENT,
+                        "Multiply(2**20, 2**20), whose product does not fit in int32 "
+                        "(check it with in_int32)")
+    return ("the blocking work ran in worker threads, overlapping, while the loop stayed free; "
+            "an overflow is refused")
