@@ -181,10 +181,10 @@ def running() -> dict[str, Process]:
     return dict(_running)
 
 
-def stop_all() -> None:
-    """Stop every process started here that is still running."""
+def stop_all(timeout: float = 15) -> None:
+    """Stop every process started here that is still running (SIGKILL after `timeout` s)."""
     for process in list(_running.values()):
-        process.stop()
+        process.stop(timeout)
 
 
 atexit.register(stop_all)

@@ -34,6 +34,7 @@ import socket
 import sys
 import time
 from concurrent import futures
+from typing import Callable
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # before importing grpc: it is read at import
 
@@ -108,8 +109,11 @@ def make_server(args: argparse.Namespace, port: int = 0) -> tuple[grpc.Server, h
 
 
 def run_until_sigterm(server: grpc.Server, health_servicer: health.HealthServicer,
-                      grace: float) -> int:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully; return the exit code."""
+                      grace: float, announce: Callable[[], None] = lambda: None) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; return the exit code.
+
+    `announce()` runs once the handlers are in place (a SIGTERM that came earlier would kill).
+    """
 
     def shut_down(signum: int, frame: object) -> None:
         print(f"{signal.Signals(signum).name}: health NOT_SERVING, "
@@ -119,6 +123,7 @@ def run_until_sigterm(server: grpc.Server, health_servicer: health.HealthService
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
+    announce()
     server.wait_for_termination()  # returns once the server has stopped
     print("stopped", flush=True)
     return 0
@@ -126,11 +131,15 @@ def run_until_sigterm(server: grpc.Server, health_servicer: health.HealthService
 
 def serve(args: argparse.Namespace) -> int:
     server, health_servicer, port = make_server(args)
-    print(f"listening on {ADDRESS}:{port} (pid {os.getpid()})", flush=True)
+
+    def announce() -> None:
+        print(f"listening on {ADDRESS}:{port} (pid {os.getpid()})", flush=True)
+
     if args.no_graceful:
+        announce()
         server.wait_for_termination()  # SIGTERM's default action kills the process here
         return 0
-    return run_until_sigterm(server, health_servicer, args.grace)
+    return run_until_sigterm(server, health_servicer, args.grace, announce)
 
 
 async def serve_aio(args: argparse.Namespace) -> int:
@@ -142,11 +151,11 @@ async def serve_aio(args: argparse.Namespace) -> int:
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     port = server.add_insecure_port(f"{ADDRESS}:0")
     await server.start()
-    print(f"listening on {ADDRESS}:{port} (pid {os.getpid()}, grpc.aio)", flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    print(f"listening on {ADDRESS}:{port} (pid {os.getpid()}, grpc.aio)", flush=True)
     await stopping.wait()
     print(f"SIGTERM: health NOT_SERVING, stopping with {args.grace} s of grace", flush=True)
     await health_servicer.enter_graceful_shutdown()
@@ -168,8 +177,8 @@ def reserve_port() -> socket.socket:
 def worker(args: argparse.Namespace, port: int, ready: multiprocessing.Queue) -> None:
     """One worker process: its own gRPC server on the shared port, created after the fork."""
     server, health_servicer, _ = make_server(args, port)
-    ready.put(os.getpid())
-    sys.exit(run_until_sigterm(server, health_servicer, args.grace))
+    sys.exit(run_until_sigterm(server, health_servicer, args.grace,
+                               announce=lambda: ready.put(os.getpid())))
 
 
 def serve_prefork(args: argparse.Namespace) -> int:
@@ -182,9 +191,6 @@ def serve_prefork(args: argparse.Namespace) -> int:
                    for _ in range(args.workers)]
         for process in workers:
             process.start()
-        pids = [ready.get(timeout=30) for _ in workers]
-        print(f"listening on {ADDRESS}:{port} (pid {os.getpid()}, "
-              f"{len(pids)} workers: {sorted(pids)})", flush=True)
 
         def forward(signum: int, frame: object) -> None:
             for process in workers:
@@ -193,6 +199,9 @@ def serve_prefork(args: argparse.Namespace) -> int:
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
+        pids = [ready.get(timeout=30) for _ in workers]
+        print(f"listening on {ADDRESS}:{port} (pid {os.getpid()}, "
+              f"{len(pids)} workers: {sorted(pids)})", flush=True)
         for process in workers:
             process.join()
     codes = [process.exitcode for process in workers]

@@ -74,6 +74,9 @@ DELAY = {delay!r}
 
 class SlowCalculator(Calculator):
     def Add(self, request, context):
+        deadline = time.monotonic() + 3  # give the main thread time to install its handler
+        while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and time.monotonic() < deadline:
+            time.sleep(0.01)
         print("call started", flush=True)
         time.sleep(DELAY)
         print("call finished", flush=True)
@@ -221,6 +224,7 @@ def serve_worker(port):
 
 if __name__ == "__main__":
     port, workers = {name}({n}, serve_worker)
+    print(f"started {{len(workers)}} workers", flush=True)
     print(f"listening on 127.0.0.1:{{port}}", flush=True)
 
     def forward(signum, frame):
@@ -239,16 +243,13 @@ WORKERS_122 = 3
 CHANNELS_122 = 24  # a chance of 3 * (1/3)**24 that they all land on one worker
 
 
-def _wait_for_workers(server: processes.Process, n: int, seconds: float) -> list[str]:
-    """Wait until `n` workers say they serve, or one says it could not; return the lines."""
+def _wait_for_workers(server: processes.Process, seconds: float) -> list[str]:
+    """Wait until every worker the launcher started has said whether it serves; return the lines."""
+    started = int(server.wait_for("started ", 5).split()[1])
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.returncode is None:
         lines = [line for line in server.lines if line.startswith("worker ")]
-        if sum("serving" in line for line in lines) >= n or any(
-                "serving" not in line for line in lines):
-            time.sleep(0.3)  # let the others report too
-            return [line for line in server.lines if line.startswith("worker ")]
-        if server.returncode is not None:
+        if len(lines) >= started:
             break
         time.sleep(0.05)
     return [line for line in server.lines if line.startswith("worker ")]
@@ -269,7 +270,7 @@ def check_prefork(prefork: Callable) -> str:
     script = _script(PREFORK_SCRIPT.format(source=source, name=prefork.__name__, n=WORKERS_122))
     with processes.start(script, name="check-12.2") as server:
         launcher = server.pid
-        lines = _wait_for_workers(server, WORKERS_122, 20)
+        lines = _wait_for_workers(server, 20)
         inherited = [line for line in lines if "inherited" in line]
         expect(not inherited, f"a worker inherited gRPC objects from the launcher ({inherited[0]}"
                "): the launcher created a server or channel before forking"
