@@ -176,6 +176,17 @@ def start(script: str | Path, *args: str, name: str | None = None,
     return process
 
 
+def run(script: str | Path, *args: str, name: str | None = None,
+        env: dict[str, str] | None = None, timeout: float = 120) -> Process:
+    """Run a script to its end, like subprocess.run; return the finished Process and its lines."""
+    process = start(script, *args, name=name, env=env, wait_for_port=False)
+    try:
+        process.popen.wait(timeout)
+    finally:
+        process.stop()  # waits for the last lines; kills it if it overran `timeout`
+    return process
+
+
 def running() -> dict[str, Process]:
     """The processes started here and not stopped yet, by name."""
     return dict(_running)

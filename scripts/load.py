@@ -19,12 +19,18 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402
 
-from helpers.reference import calculator_pb2, calculator_pb2_grpc  # noqa: E402
+
+# The calculator's messages and stubs, generated from protos/calculator.proto at start-up
+# (grpc.protos_and_services finds .proto files on sys.path). No import of the course's
+# helpers: a script should start fast and stand on its own.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "protos"))
+calculator_pb2, calculator_pb2_grpc = grpc.protos_and_services("calculator.proto")
 
 # Channels with the same target and options share one connection (gRPC's global
 # subchannel pool); a local pool gives each channel a connection of its own.

@@ -34,6 +34,7 @@ from helpers.reference import Calculator, calculator_pb2, calculator_pb2_grpc
 from helpers.servers import serve
 
 LESSON = "12_running_for_real"
+PROTOS = str(processes.PROJECT_ROOT / "protos")
 _ids = itertools.count(1)
 
 
@@ -66,13 +67,14 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 import grpc
 from concurrent import futures
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from helpers.reference import Calculator, calculator_pb2_grpc
+sys.path.append({protos!r})  # grpc.protos_and_services finds .proto files on sys.path
+calculator_pb2, calculator_pb2_grpc = grpc.protos_and_services("calculator.proto")
 
 GRACE = {grace!r}
 DELAY = {delay!r}
 
 
-class SlowCalculator(Calculator):
+class SlowCalculator(calculator_pb2_grpc.CalculatorServicer):
     def Add(self, request, context):
         deadline = time.monotonic() + 3  # give the main thread time to install its handler
         while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and time.monotonic() < deadline:
@@ -80,7 +82,7 @@ class SlowCalculator(Calculator):
         print("call started", flush=True)
         time.sleep(DELAY)
         print("call finished", flush=True)
-        return super().Add(request, context)
+        return calculator_pb2.AddReply(result=request.a + request.b)
 
 
 class WatchedHealth(health.HealthServicer):
@@ -116,7 +118,7 @@ sys.exit(code)
 '''
 
 GRACE_121 = 3.25  # an unusual value: a hard-coded grace will not match it
-DELAY_121 = 1.0  # the call in flight needs this long; well within the grace
+DELAY_121 = 0.6  # the call in flight needs this long; well within the grace
 
 
 @exercise(
@@ -130,7 +132,7 @@ DELAY_121 = 1.0  # the call in flight needs this long; well within the grace
 )
 def check_graceful_shutdown(run_until_sigterm: Callable) -> str:
     source = _source_of(run_until_sigterm)
-    script = _script(SIGTERM_SCRIPT.format(grace=GRACE_121, delay=DELAY_121, source=source,
+    script = _script(SIGTERM_SCRIPT.format(protos=PROTOS, grace=GRACE_121, delay=DELAY_121, source=source,
                                            name=run_until_sigterm.__name__))
     outcome: dict[str, Any] = {}
     with processes.start(script, name="check-12.1") as server:
@@ -182,15 +184,16 @@ import gc, multiprocessing, os, signal, socket, sys, threading, time
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 import grpc
 from concurrent import futures
-from helpers.reference import Calculator, calculator_pb2_grpc
+sys.path.append({protos!r})  # grpc.protos_and_services finds .proto files on sys.path
+calculator_pb2, calculator_pb2_grpc = grpc.protos_and_services("calculator.proto")
 
 LAUNCHER = os.getpid()
 
 
-class PidCalculator(Calculator):
+class PidCalculator(calculator_pb2_grpc.CalculatorServicer):
     def Add(self, request, context):
         context.set_trailing_metadata((("served-by", str(os.getpid())),))
-        return super().Add(request, context)
+        return calculator_pb2.AddReply(result=request.a + request.b)
 
 
 def serve_worker(port):
@@ -267,7 +270,7 @@ def _wait_for_workers(server: processes.Process, seconds: float) -> list[str]:
 )
 def check_prefork(prefork: Callable) -> str:
     source = _source_of(prefork)
-    script = _script(PREFORK_SCRIPT.format(source=source, name=prefork.__name__, n=WORKERS_122))
+    script = _script(PREFORK_SCRIPT.format(protos=PROTOS, source=source, name=prefork.__name__, n=WORKERS_122))
     with processes.start(script, name="check-12.2") as server:
         launcher = server.pid
         lines = _wait_for_workers(server, 20)
