@@ -6,6 +6,8 @@
     # leaving the block sends SIGTERM and waits: the server shuts down as in production
 
 A server script reports its port by printing one line, `listening on 127.0.0.1:PORT`
+(with `print(..., flush=True)`: one write per line, so lines of several processes
+sharing the output never mix)
 (it binds port 0, so the operating system picks a free port). Everything the script
 prints is kept in `.lines`.
 
@@ -139,7 +141,7 @@ def _kill_group(pid: int) -> None:
 def start(script: str | Path, *args: str, name: str | None = None,
           env: dict[str, str] | None = None, wait_for_port: bool = True,
           timeout: float = 30) -> Process:
-    """Run `python -u script *args` in a new process; return once it printed its port.
+    """Run `python script *args` in a new process; return once it printed its port.
 
     `script` is a path, or a file name in the project's `scripts/` folder. `env`
     adds environment variables. With `wait_for_port=False`, return at once.
@@ -154,7 +156,7 @@ def start(script: str | Path, *args: str, name: str | None = None,
     if previous is not None:
         previous.stop()
     popen = subprocess.Popen(
-        [sys.executable, "-u", str(path), *args],
+        [sys.executable, str(path), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, **(env or {})}, cwd=PROJECT_ROOT,
         start_new_session=True,  # its own process group: stop() can reach its workers

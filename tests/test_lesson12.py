@@ -432,3 +432,31 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
 
 def test_no_check_leaves_a_process_behind() -> None:
     assert processes.running() == {}
+
+
+def test_a_kernel_that_ends_after_a_failing_cell_leaves_no_process_behind() -> None:
+    """In a notebook: a server started in a `with` block whose cell fails, and one started
+    without a block, are both gone once the kernel has shut down."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "import helpers\nfrom helpers import processes\n"
+            "kept = processes.start('calculator_server.py', '--workers', '2', name='kept')\n"
+            "print('pids', kept.pid, kept.lines[0].split('workers: ')[1].rstrip(')'))"),
+        nbformat.v4.new_code_cell(
+            "with processes.start('calculator_server.py', name='failing') as failing:\n"
+            "    print('pid', failing.pid)\n"
+            "    1 / 0"),
+        nbformat.v4.new_code_cell("print('pid', failing.pid, failing.returncode)"),
+    ]
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=True)
+    client.execute()  # starts a kernel, runs the cells, shuts the kernel down
+    first = notebook.cells[0].outputs[0].text.split()
+    pids = [int(first[1]), *json.loads(" ".join(first[2:]))]
+    assert notebook.cells[1].outputs[-1].ename == "ZeroDivisionError"
+    failing_pid, code = notebook.cells[2].outputs[0].text.split()[1:]
+    assert code == "0"  # stopped (gracefully) as the failing cell left its block
+    assert wait_gone([*pids, int(failing_pid)]), "a process outlived the kernel"
