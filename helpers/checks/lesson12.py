@@ -53,6 +53,23 @@ def _script(body: str) -> Path:
     return path
 
 
+def _failure(process_output: str) -> Exception:
+    """What to report when the script with the learner's code ended too early."""
+    if "NotImplementedError" in process_output:
+        return NotImplementedError()
+    errors = [line for line in process_output.splitlines() if "Error" in line or "Exception" in line]
+    last = errors[-1].strip() if errors else "no error message"
+    return Mismatch(f"the process running your function ended early ({last})")
+
+
+def _start(script: Path, name: str) -> processes.Process:
+    """Start the check's script; turn a crash of the learner's code into a short message."""
+    try:
+        return processes.start(script, name=name)
+    except (RuntimeError, TimeoutError) as error:
+        raise _failure(str(error)) from None
+
+
 def _plain_channel(target: str, options: list | None = None) -> grpc.Channel:
     """A channel without OpenTelemetry's client instrumentation, even if it is switched on."""
     make = getattr(grpc.insecure_channel, "__wrapped__", grpc.insecure_channel)
@@ -135,7 +152,7 @@ def check_graceful_shutdown(run_until_sigterm: Callable) -> str:
     script = _script(SIGTERM_SCRIPT.format(protos=PROTOS, grace=GRACE_121, delay=DELAY_121, source=source,
                                            name=run_until_sigterm.__name__))
     outcome: dict[str, Any] = {}
-    with processes.start(script, name="check-12.1") as server:
+    with _start(script, name="check-12.1") as server:
         def call() -> None:
             with _plain_channel(server.target) as channel:
                 stub = calculator_pb2_grpc.CalculatorStub(channel)
@@ -146,7 +163,10 @@ def check_graceful_shutdown(run_until_sigterm: Callable) -> str:
 
         caller = threading.Thread(target=call, daemon=True)
         caller.start()
-        server.wait_for("call started", 15)
+        try:
+            server.wait_for("call started", 15)
+        except (RuntimeError, TimeoutError):
+            raise _failure(server.output()) from None
         server.signal(signal.SIGTERM)
         try:
             server.popen.wait(GRACE_121 + 15)
@@ -271,7 +291,7 @@ def _wait_for_workers(server: processes.Process, seconds: float) -> list[str]:
 def check_prefork(prefork: Callable) -> str:
     source = _source_of(prefork)
     script = _script(PREFORK_SCRIPT.format(protos=PROTOS, source=source, name=prefork.__name__, n=WORKERS_122))
-    with processes.start(script, name="check-12.2") as server:
+    with _start(script, name="check-12.2") as server:
         launcher = server.pid
         lines = _wait_for_workers(server, 20)
         inherited = [line for line in lines if "inherited" in line]
