@@ -32,6 +32,17 @@ ROOT = Path(__file__).resolve().parent.parent
 NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/sanitize.cfg"]
 
 
+def wrong_answer_counts() -> None:
+    """Wrong answers the tests hold per exercise (tests/test_course.py requires at least two)."""
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' own modules, not a notebook
+    from test_course import wrong_answers_per_exercise
+
+    counts = wrong_answers_per_exercise()
+    print(f"Wrong answers in the tests: {sum(counts.values())} for {len(counts)} exercises, "
+          f"min {min(counts.values())} per exercise")
+    print("  " + ", ".join(f"{exercise_id}: {n}" for exercise_id, n in counts.items()))
+
+
 def count_tests() -> int:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
@@ -127,6 +138,7 @@ def main() -> None:
     notebooks = len(list((ROOT / "solutions").glob("*.ipynb")))
     print(f"Course: {count_tests()} tests in `make test`, {notebooks} lessons "
           f"({2 * notebooks} notebooks with their solutions), {len(EXERCISES)} exercises")
+    wrong_answer_counts()
     print("Executing every notebook in a fresh kernel:")
     notebook_times()
     print("Start a server, make one call, stop it:")

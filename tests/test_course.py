@@ -140,3 +140,23 @@ def test_links_to_course_files_point_to_files_that_exist(path) -> None:
             for target in LOCAL_LINK.findall(cell.source):
                 if "://" not in target:
                     assert (path.parent / target).exists(), f"broken link to {target}"
+
+
+def wrong_answers_per_exercise() -> dict[str, int]:
+    """How many wrong answers tests/test_lessonNN.py hold for each exercise."""
+    import importlib
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for path in sorted(PROJECT_ROOT.glob("tests/test_lesson[0-9][0-9].py")):
+        module = importlib.import_module(path.stem)
+        counts.update(wrong.exercise for wrong in module.WRONG_ANSWERS)
+    return {exercise_id: counts[exercise_id] for exercise_id in EXERCISES}
+
+
+def test_every_exercise_has_at_least_two_wrong_answers_in_its_lessons_tests() -> None:
+    counts = wrong_answers_per_exercise()
+    too_few = {exercise_id: n for exercise_id, n in counts.items() if n < 2}
+    assert not too_few, f"exercises with fewer than two wrong answers in the tests: {too_few}"
+    print(f"\nwrong answers: {sum(counts.values())} for {len(counts)} exercises, "
+          f"at least {min(counts.values())} each")
