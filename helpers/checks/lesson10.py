@@ -212,6 +212,8 @@ def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
     '["UNAVAILABLE"]}}]}',
 )
 def round_robin_retries(service_config: Any) -> str:
+    if callable(service_config):  # a function that returns the config
+        service_config = service_config()
     text = service_config if isinstance(service_config, str) else json.dumps(service_config)
     workers = [Worker("sick", fail=True), Worker("w1"), Worker("w2")]
     servers = [serve(pb2_grpc.add_WorkerServicer_to_server, worker, name=f"check-rr-{worker.name}")
