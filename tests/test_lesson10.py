@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from conftest import WrongAnswer, passes, rejects
+from conftest import WrongAnswer, fails, passes, rejects
 
 from helpers.reference.production import (
     passing_errors_on,
@@ -238,3 +238,18 @@ def test_every_exercise_has_two_wrong_answers() -> None:
     counts = Counter(wrong.exercise for wrong in WRONG_ANSWERS)
     assert set(counts) == {"10.1", "10.2", "10.3", "10.4", "10.5"}
     assert min(counts.values()) >= 2
+
+
+class Unsolved(Middle):
+    def budget(self, context):
+        raise NotImplementedError("Exercise 10.1: not solved yet")
+
+
+class UnsolvedCancelling(CancellingMiddle):
+    def Relay(self, request, context):
+        raise NotImplementedError("Exercise 10.2: not solved yet")
+
+
+@pytest.mark.parametrize("exercise_id, answer", [("10.1", Unsolved), ("10.2", UnsolvedCancelling)])
+def test_an_unsolved_servicer_reads_as_not_solved(exercise_id: str, answer, capsys) -> None:
+    assert "not solved yet" in fails(capsys, exercise_id, answer)
