@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from conftest import WrongAnswer, fails, passes, rejects
@@ -132,7 +134,7 @@ def hard_coded_timeout(stub, request, timeout):
     return stub.Work(request, timeout=10, wait_for_ready=True)
 
 
-# --- 10.4: service config ------------------------------------------------------------
+# --- 10.5: service config ------------------------------------------------------------
 
 RETRY = {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
          "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
@@ -147,7 +149,7 @@ RETRIES_THE_WRONG_CODE = {**SERVICE_CONFIG, "methodConfig": [
 SERVICE_WITHOUT_PACKAGE = {**SERVICE_CONFIG, "methodConfig": [
     {"name": [{"service": "Worker"}], "retryPolicy": RETRY}]}
 
-# --- 10.5: graceful shutdown ---------------------------------------------------------
+# --- 10.4: graceful shutdown ---------------------------------------------------------
 
 
 def graceful_shutdown(server, health, grace):
@@ -200,18 +202,18 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "pass the timeout you were given"),
     WrongAnswer("10.3", "a hard-coded timeout instead of the argument", (hard_coded_timeout,),
                 "pass the timeout you were given"),
-    WrongAnswer("10.4", "pick_first left in place (retries only)", (PICK_FIRST_WITH_RETRY,),
+    WrongAnswer("10.5", "pick_first left in place (retries only)", (PICK_FIRST_WITH_RETRY,),
                 "pick_first"),
-    WrongAnswer("10.4", "round_robin without a retryPolicy", (ROUND_ROBIN_ONLY,),
+    WrongAnswer("10.5", "round_robin without a retryPolicy", (ROUND_ROBIN_ONLY,),
                 "retryPolicy"),
-    WrongAnswer("10.4", "retries DEADLINE_EXCEEDED, not UNAVAILABLE", (RETRIES_THE_WRONG_CODE,),
+    WrongAnswer("10.5", "retries DEADLINE_EXCEEDED, not UNAVAILABLE", (RETRIES_THE_WRONG_CODE,),
                 "not retried"),
-    WrongAnswer("10.4", "names the service without its package", (SERVICE_WITHOUT_PACKAGE,),
+    WrongAnswer("10.5", "names the service without its package", (SERVICE_WITHOUT_PACKAGE,),
                 "production.Worker"),
-    WrongAnswer("10.5", "stop(None)", (stop_none,), "calls in flight were lost"),
-    WrongAnswer("10.5", "stop(0)", (stop_zero,), "calls in flight were lost"),
-    WrongAnswer("10.5", "never marks NOT_SERVING", (no_health_change,), "NOT_SERVING"),
-    WrongAnswer("10.5", "does not wait for stop() to finish", (does_not_wait,),
+    WrongAnswer("10.4", "stop(None)", (stop_none,), "calls in flight were lost"),
+    WrongAnswer("10.4", "stop(0)", (stop_zero,), "calls in flight were lost"),
+    WrongAnswer("10.4", "never marks NOT_SERVING", (no_health_change,), "NOT_SERVING"),
+    WrongAnswer("10.4", "does not wait for stop() to finish", (does_not_wait,),
                 "wait on the event"),
 ]
 
@@ -225,8 +227,8 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("10.1", Middle), ("10.1", CancellingMiddle), ("10.1", NegativeBudgetMiddle),
     ("10.2", CancellingMiddle),
     ("10.3", call_when_ready), ("10.3", call_when_ready_future),
-    ("10.4", SERVICE_CONFIG), ("10.4", __import__("json").dumps(SERVICE_CONFIG)),
-    ("10.5", graceful_shutdown), ("10.5", graceful_shutdown_by_hand),
+    ("10.5", SERVICE_CONFIG), ("10.5", json.dumps(SERVICE_CONFIG)),
+    ("10.4", graceful_shutdown), ("10.4", graceful_shutdown_by_hand),
 ], ids=lambda value: value if isinstance(value, str) and value.startswith("10.") else None)
 def test_correct_answers_pass(exercise_id: str, answer, capsys) -> None:
     passes(capsys, exercise_id, answer)
@@ -236,7 +238,7 @@ def test_every_exercise_has_two_wrong_answers() -> None:
     from collections import Counter
 
     counts = Counter(wrong.exercise for wrong in WRONG_ANSWERS)
-    assert set(counts) == {"10.1", "10.2", "10.3", "10.4", "10.5"}
+    assert set(counts) == {"10.1", "10.2", "10.3", "10.5", "10.4"}
     assert min(counts.values()) >= 2
 
 

@@ -211,7 +211,7 @@ def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
 
 
 @exercise(
-    "10.4",
+    "10.5",
     "A service config that spreads calls and retries",
     notebook=LESSON,
     hint="Two keys of the service config: one chooses the load-balancing policy, the other "
@@ -275,7 +275,7 @@ def _watch(stub, service: str, saw: list) -> None:
 
 
 @exercise(
-    "10.5",
+    "10.4",
     "A graceful shutdown that loses no call",
     notebook=LESSON,
     hint="Three steps, in order: tell health checkers to stop sending traffic, stop the server "
