@@ -1,1 +1,344 @@
-"""Checks for lesson 10, production."""
+"""Checks for lesson 10, production: deadlines and cancellation down a chain, waiting
+for a server, round robin with retries, a graceful shutdown.
+
+Each check looks at the server side: the deadline the next hop really saw, the cancel
+that really reached the last service, the calls each server really answered.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from helpers.checks.core import exercise, expect, expect_error_status, within
+from helpers.reference.production import (
+    LastHop,
+    Worker,
+    free_port,
+    production_pb2 as pb2,
+    production_pb2_grpc as pb2_grpc,
+    serve_on,
+)
+from helpers.servers import running, serve
+
+LESSON = "10_production"
+
+
+def _chain(middle_class: type, margin: float, last: LastHop, name: str):
+    """Serve `last` and the learner's middle in front of it; return (servers, channels, stub)."""
+    last_server = serve(pb2_grpc.add_ChainServicer_to_server, last, name=f"check-{name}-last")
+    last_channel = grpc.insecure_channel(last_server.target)
+    middle = middle_class(pb2_grpc.ChainStub(last_channel), margin=margin)
+    middle_server = serve(pb2_grpc.add_ChainServicer_to_server, middle, name=f"check-{name}-middle")
+    middle_channel = grpc.insecure_channel(middle_server.target)
+    return [middle_server, last_server], [middle_channel, last_channel], pb2_grpc.ChainStub(
+        middle_channel)
+
+
+def _close(servers, channels) -> None:
+    for channel in channels:
+        channel.close()
+    for server in servers:
+        server.stop()
+
+
+def _first_call(call: Callable[[], Any]) -> Any:
+    """Make the first call to the learner's servicer; an unsolved one reads as "not solved yet"."""
+    try:
+        return call()
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.UNKNOWN and "not solved yet" in (error.details() or ""):
+            raise NotImplementedError(error.details()) from None
+        raise
+
+
+def _expect_budget(last: LastHop, caller_deadline: float, margin: float, timeout: float) -> None:
+    """The last hop's deadline must be the caller's deadline minus the margin."""
+    seen = last.deadlines[-1]
+    expect(seen is not None, "the last service saw no deadline at all: its call from the "
+           "middle had no timeout=, so it could run forever after the caller gave up")
+    before = caller_deadline - seen
+    expect(before > -0.05,
+           f"with a {timeout} s caller deadline, the last service's deadline was {-before:.2f} s "
+           "later than the caller's deadline: it may work on after the caller has given up; "
+           "pass what is left (context.time_remaining() - self.margin), not a fixed number")
+    expect(before > margin / 2,
+           f"with a {timeout} s caller deadline and margin={margin}, the last service's deadline "
+           f"was {before:+.2f} s before the caller's; subtract the margin you were given "
+           "(self.margin) from context.time_remaining()")
+    expect(before < margin + 0.3,
+           f"with a {timeout} s caller deadline and margin={margin}, the last service's deadline "
+           f"came {before:.2f} s before the caller's, more than the margin: pass what is left "
+           "(context.time_remaining() - self.margin), not a fixed number")
+
+
+@exercise(
+    "10.1",
+    "Pass on what is left of the deadline",
+    notebook=LESSON,
+    hint="An outgoing call made inside a handler gets no deadline unless you give it one; "
+    "the handler's own context knows how much time the caller left.",
+    second_hint="budget = context.time_remaining() - self.margin; call the next stub with "
+    "timeout=budget, and abort with DEADLINE_EXCEEDED when the budget is not positive.",
+)
+def deadline_budget(middle_class: type) -> str:
+    checked = []
+    for timeout, margin in [(1.5, 0.3), (3.0, 0.6)]:
+        last = LastHop()
+        servers, channels, stub = _chain(middle_class, margin, last, "deadline")
+        try:
+            start = time.monotonic()
+            _first_call(lambda: stub.Relay(pb2.RelayRequest(note="budget"), timeout=timeout))
+            _expect_budget(last, start + timeout, margin, timeout)
+            checked.append(f"{timeout} s")
+            # a caller that leaves less than the margin: the last hop is not even called
+            try:
+                stub.Relay(pb2.RelayRequest(note="too late"), timeout=margin / 2)
+            except grpc.RpcError as error:
+                expect_error_status(error, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    f"a call with a {margin / 2} s deadline (less than the margin)")
+            else:
+                expect(False, f"a call with a {margin / 2} s deadline (less than the "
+                       f"margin {margin}) succeeded; it should end with DEADLINE_EXCEEDED")
+            expect(last.calls == 1, f"a caller left {margin / 2} s, less than the margin, yet the "
+                   "middle still called the last service: when the budget is not positive, "
+                   "abort with DEADLINE_EXCEEDED instead of calling")
+        finally:
+            _close(servers, channels)
+    return ("the last service's deadline was the caller's minus the margin, for "
+            f"{' and '.join(checked)} callers (margins 0.3 and 0.6); no call without a budget")
+
+
+@exercise(
+    "10.2",
+    "Cancel downstream when the caller gives up",
+    notebook=LESSON,
+    hint="A blocking call cannot be cancelled from another thread; a call started with "
+    ".future() can, and the handler's context can tell you when your own caller is gone.",
+    second_hint="call = self.next_stub.Relay.future(request, timeout=budget); "
+    "context.add_callback(call.cancel) (if it returns False, cancel at once); "
+    "then return call.result().",
+)
+def cancel_downstream(middle_class: type) -> str:
+    margin = 0.3
+    last = LastHop()
+    servers, channels, stub = _chain(middle_class, margin, last, "cancel")
+    try:
+        start = time.monotonic()
+        trace = _first_call(lambda: stub.Relay(pb2.RelayRequest(note="quick"), timeout=2))
+        expect(any(s.service == "last" for s in trace.seen),
+               "the reply did not carry the last service's trace: return what the next hop "
+               "answered (call.result())")
+        _expect_budget(last, start + 2, margin, 2)
+
+        for attempt in (1, 2):
+            last.started.clear()
+            last.cancelled.clear()
+            call = stub.Relay.future(pb2.RelayRequest(note="slow", work_ms=8000), timeout=10)
+            expect(last.started.wait(5), "the slow call never reached the last service")
+            time.sleep(0.2)
+            call.cancel()
+            expect(last.cancelled.wait(3),
+                   f"the caller cancelled (attempt {attempt}), but the last service went on "
+                   "working for 3 s more: the middle must cancel its own outgoing call when its "
+                   "caller goes away")
+    finally:
+        _close(servers, channels)
+    return ("the deadline reached the last service, and 2 cancels by the caller reached it "
+            "through the middle")
+
+
+@exercise(
+    "10.3",
+    "A client that waits for its server",
+    notebook=LESSON,
+    hint="By default a call to a server that is not listening fails at once with UNAVAILABLE; "
+    "there is a call option that makes it wait instead, bounded by the deadline.",
+    second_hint="return stub.Work(request, timeout=timeout, wait_for_ready=True)",
+)
+def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
+    port = free_port()
+    late = Worker("late starter")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    timer = threading.Timer(0.6, lambda: serve_on(port, pb2_grpc.add_WorkerServicer_to_server,
+                                                  late, name="check-late"))
+    timer.start()
+    try:
+        stub = pb2_grpc.WorkerStub(channel)
+        try:
+            reply = within(12, lambda: call_when_ready(stub, pb2.WorkRequest(), 6),
+                           "pass the timeout you were given to the call")
+        except grpc.RpcError as error:
+            expect(error.code() != grpc.StatusCode.UNAVAILABLE,
+                   "the call failed with UNAVAILABLE before the server came up (0.6 s later): "
+                   "calls fail fast by default; ask this one to wait for the server")
+            raise
+        expect(getattr(reply, "server", None) == "late starter" and late.calls == 1,
+               f"call_when_ready returned {reply!r}, not the late server's reply "
+               f"(the server counted {late.calls} calls)")
+    finally:
+        timer.cancel()
+        timer.join()
+        channel.close()
+        if "check-late" in running():
+            running()["check-late"].stop()
+
+    nobody = grpc.insecure_channel(f"127.0.0.1:{free_port()}")
+    try:
+        start = time.monotonic()
+        try:
+            within(4, lambda: call_when_ready(pb2_grpc.WorkerStub(nobody), pb2.WorkRequest(), 1.0),
+                   "with no server at all and timeout=1.0, the call must give up after about 1 s: "
+                   "pass the timeout you were given to the call")
+        except grpc.RpcError as error:
+            expect_error_status(error, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                "with no server at all, the call")
+        else:
+            expect(False, "with no server at all, call_when_ready returned instead of failing")
+        waited = time.monotonic() - start
+        expect(waited > 0.8, f"with no server, the call gave up after {waited:.2f} s, "
+               "before its 1 s deadline: wait for the server up to the deadline")
+    finally:
+        nobody.close()
+    return ("the call waited for a server that started 0.6 s later and reached it; with no "
+            "server it gave up at its 1 s deadline with DEADLINE_EXCEEDED")
+
+
+@exercise(
+    "10.5",
+    "A service config that spreads calls and retries",
+    notebook=LESSON,
+    hint="Two keys of the service config: one chooses the load-balancing policy, the other "
+    "(methodConfig) gives methods a retryPolicy. The default policy uses one server only.",
+    second_hint='{"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [{"name": '
+    '[{"service": "production.Worker"}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": '
+    '"0.05s", "maxBackoff": "0.5s", "backoffMultiplier": 2, "retryableStatusCodes": '
+    '["UNAVAILABLE"]}}]}',
+)
+def round_robin_retries(service_config: Any) -> str:
+    if callable(service_config):  # a function that returns the config
+        service_config = service_config()
+    text = service_config if isinstance(service_config, str) else json.dumps(service_config)
+    workers = [Worker("sick", fail=True), Worker("w1"), Worker("w2")]
+    servers = [serve(pb2_grpc.add_WorkerServicer_to_server, worker, name=f"check-rr-{worker.name}")
+               for worker in workers]
+    target = "ipv4:" + ",".join(server.target for server in servers)
+    outcomes: Counter = Counter()
+    try:
+        with grpc.insecure_channel(target, options=[("grpc.service_config", text)]) as channel:
+            stub = pb2_grpc.WorkerStub(channel)
+            for _ in range(30):
+                try:
+                    outcomes[stub.Work(pb2.WorkRequest(), timeout=5).server] += 1
+                except grpc.RpcError as error:
+                    outcomes[error.code().name] += 1
+    finally:
+        for server in servers:
+            server.stop()
+    reached = [worker.name for worker in workers if worker.calls]
+    expect(len(reached) > 1,
+           f"every attempt went to one server ({reached[0] if reached else 'none'}), the first "
+           "address: that is pick_first, the default; choose round_robin in loadBalancingConfig")
+    failed = 30 - outcomes["w1"] - outcomes["w2"]
+    expect(failed == 0,
+           f"{failed} of 30 calls failed ({dict(outcomes)}): the sick server's UNAVAILABLE was "
+           "not retried on another server; give production.Worker a retryPolicy with "
+           "UNAVAILABLE in retryableStatusCodes and maxAttempts of 2 or more")
+    expect(min(outcomes["w1"], outcomes["w2"]) >= 5,
+           f"the healthy servers answered {outcomes['w1']} and {outcomes['w2']} calls: "
+           "spread the calls with round_robin")
+    return ("30 calls all answered, by both healthy servers; every attempt that reached the "
+            "sick server was retried on another one")
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _watch(stub, service: str, saw: list) -> None:
+    """Record the statuses a Watch stream sends until the server ends it.
+
+    (Cancelling a Watch from the client while the health servicer is sending to other
+    watchers can deadlock grpcio-health-checking's lock, so the check never does.)
+    """
+    try:
+        for reply in stub.Watch(health_pb2.HealthCheckRequest(service=service), timeout=15):
+            saw.append(reply.status)
+    except grpc.RpcError:
+        pass
+
+
+@exercise(
+    "10.4",
+    "A graceful shutdown that loses no call",
+    notebook=LESSON,
+    hint="Three steps, in order: tell health checkers to stop sending traffic, stop the server "
+    "with a grace period, and wait until it has really stopped.",
+    second_hint="health.enter_graceful_shutdown(); server.stop(grace).wait()",
+)
+def graceful(graceful_shutdown: Callable[..., Any]) -> str:
+    health_servicer = health.HealthServicer()
+    worker = Worker("draining")
+
+    def add_health(grpc_server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+
+    server = serve(pb2_grpc.add_WorkerServicer_to_server, worker, name="check-drain",
+                   setup=add_health)
+    health_servicer.set("", SERVING)
+    health_servicer.set("production.Worker", SERVING)
+    channel = grpc.insecure_channel(server.target)
+    try:
+        health_stub = health_pb2_grpc.HealthStub(channel)
+        seen: dict[str, list] = {"": [], "production.Worker": []}
+        watchers = [threading.Thread(target=_watch, args=(health_stub, name, seen[name]),
+                                     daemon=True)
+                    for name in seen]
+        for watcher in watchers:
+            watcher.start()
+        deadline = time.monotonic() + 5
+        while not all(seen.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stub = pb2_grpc.WorkerStub(channel)
+        in_flight = [stub.Work.future(pb2.WorkRequest(work_ms=800), timeout=10) for _ in range(3)]
+        while worker.calls < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        within(10, lambda: graceful_shutdown(server.grpc_server, health_servicer, 2.0),
+               "stop with a grace period of `grace` seconds, not None")
+        finished = worker.finished
+        lost = []
+        for call in in_flight:
+            try:
+                call.result()
+            except grpc.RpcError as error:
+                lost.append(error.code().name)
+        for watcher in watchers:
+            watcher.join(5)
+        for name, statuses in seen.items():
+            expect(NOT_SERVING in statuses,
+                   f"health never said NOT_SERVING for {name or 'the whole server'!r} during "
+                   "the shutdown: mark the server NOT_SERVING first, so load balancers stop "
+                   "sending new calls")
+        expect(not lost, f"{len(lost)} of 3 calls in flight were lost ({', '.join(lost)}): "
+               "stop(None) or stop(0) aborts them; give them a grace period")
+        expect(finished == 3, f"graceful_shutdown returned when {finished} of 3 calls in "
+               "flight had finished: wait on the event that stop() returns")
+        try:
+            pb2_grpc.WorkerStub(channel).Work(pb2.WorkRequest(), timeout=2)
+        except grpc.RpcError as error:
+            expect(error.code() == grpc.StatusCode.UNAVAILABLE,
+                   f"a new call after the shutdown ended with {error.code().name}")
+        else:
+            expect(False, "the server still answered a new call after graceful_shutdown "
+                   "returned: stop it")
+    finally:
+        channel.close()
+        server.stop()
+    return ("health went NOT_SERVING for the server and the service, 3 calls in flight "
+            "finished, then the server stopped and refused new calls")

@@ -1,0 +1,199 @@
+"""Small services and tools for lesson 10 (production): the last hop of a call chain,
+a worker that names itself, a byte-counting TCP proxy, and a server restarted on a
+port the operating system picked earlier.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent import futures
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import grpc
+
+from helpers import protos
+from helpers.servers import AddToServer, Server, Setup, _running
+
+production_pb2, production_pb2_grpc = protos.load("production")
+
+
+def seen(context: grpc.ServicerContext, service: str) -> Any:
+    """What `service` sees of its deadline right now, as a `Seen` message."""
+    remaining = context.time_remaining()
+    has_deadline = remaining is not None and remaining < 1e9  # no deadline: about 9.2e18 s
+    return production_pb2.Seen(service=service, has_deadline=has_deadline,
+                               remaining_s=remaining if has_deadline else 0.0)
+
+
+class LastHop(production_pb2_grpc.ChainServicer):
+    """The end of a chain. It records, on the server side, what each call saw:
+
+    - `deadlines`: the absolute deadline of each call on `time.monotonic()`'s clock
+      (None when the call had no deadline);
+    - `cancelled`: set when a call ended before the work was done (cancelled or
+      past its deadline): `context.add_callback` woke it up.
+    """
+
+    def __init__(self, name: str = "last") -> None:
+        self.name = name
+        self.deadlines: list[float | None] = []
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def Relay(self, request, context):
+        now = time.monotonic()
+        mine = seen(context, self.name)
+        with self._lock:
+            self.calls += 1
+            self.deadlines.append(now + mine.remaining_s if mine.has_deadline else None)
+        ended = threading.Event()
+        if not context.add_callback(ended.set):  # False: the call is already over
+            ended.set()
+        self.started.set()
+        if request.work_ms and ended.wait(request.work_ms / 1000):
+            self.cancelled.set()  # the call ended while we were still working
+            return production_pb2.Trace()
+        return production_pb2.Trace(seen=[mine])
+
+
+class Worker(production_pb2_grpc.WorkerServicer):
+    """Answers `Work` with its own name after `work_ms`; counts calls; `Echo` sends data back.
+
+    With `fail=True` every call answers UNAVAILABLE (a sick but running server).
+    """
+
+    def __init__(self, name: str = "worker", fail: bool = False) -> None:
+        self.name = name
+        self.fail = fail
+        self.calls = 0
+        self.finished = 0
+        self._lock = threading.Lock()
+
+    def Work(self, request, context):
+        with self._lock:
+            self.calls += 1
+        if self.fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} is unwell")
+        if request.work_ms:
+            time.sleep(request.work_ms / 1000)
+        with self._lock:
+            self.finished += 1
+        return production_pb2.WorkReply(server=self.name, payload=bytes(request.reply_bytes))
+
+    def Echo(self, request, context):
+        with self._lock:
+            self.calls += 1
+        return request
+
+
+def serve_on(port: int, add_to_server: AddToServer, servicer: Any, *, name: str,
+             setup: Setup | None = None, options=(), max_workers: int = 10) -> Server:
+    """Start a server on 127.0.0.1:`port`, a port an earlier server got from the OS.
+
+    Used to show a client that waits for a server which (re)starts later.
+    """
+    previous = _running.get(name)
+    if isinstance(previous, Server):
+        previous.stop()
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                              options=list(options))
+    add_to_server(servicer, grpc_server)
+    if setup is not None:
+        setup(grpc_server)
+    if grpc_server.add_insecure_port(f"127.0.0.1:{port}") != port:
+        raise RuntimeError(f"port {port} is taken again")
+    grpc_server.start()
+    server = Server(name=name, port=port, grpc_server=grpc_server)
+    _running[name] = server
+    return server
+
+
+@contextmanager
+def passing_errors_on(context: grpc.ServicerContext) -> Iterator[None]:
+    """End this call with the status of a failed outgoing call, instead of UNKNOWN."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        context.abort(error.code(), f"next hop: {error.details()}")
+    except grpc.FutureCancelledError:
+        context.abort(grpc.StatusCode.CANCELLED, "the outgoing call was cancelled")
+
+
+def free_port() -> int:
+    """A port the OS considers free right now (bind to port 0, read it, let it go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class CountingProxy:
+    """A TCP proxy on 127.0.0.1 (port from the OS) that counts the bytes it forwards.
+
+    Point a channel at `proxy.target`; `proxy.up` counts client→server bytes,
+    `proxy.down` server→client. `reset()` zeroes both.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.up = self.down = self.connections = 0
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = [self._listener]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.up = self.down = 0
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:  # nothing listens upstream: drop the client, like a refused port
+                client.close()
+                continue
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, "down"), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, direction: str) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    setattr(self, direction, getattr(self, direction) + len(data))
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass

@@ -1,0 +1,257 @@
+"""Lesson 10 (production): reference answers pass, plausible wrong ones are rejected."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from conftest import WrongAnswer, fails, passes, rejects
+
+from helpers.reference.production import (
+    passing_errors_on,
+    production_pb2_grpc as pb2_grpc,
+    seen,
+)
+
+# --- 10.1 and 10.2: the middle of a chain -------------------------------------------
+
+
+class Middle(pb2_grpc.ChainServicer):
+    """A correct answer to 10.1: pass on what is left, minus a margin."""
+
+    def __init__(self, next_stub, margin: float = 0.1) -> None:
+        self.next_stub, self.margin = next_stub, margin
+
+    def budget(self, context) -> float:
+        budget = context.time_remaining() - self.margin
+        if budget <= 0:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left for the next hop")
+        return budget
+
+    def Relay(self, request, context):
+        me = seen(context, "middle")
+        with passing_errors_on(context):
+            trace = self.next_stub.Relay(request, timeout=self.budget(context))
+        trace.seen.insert(0, me)
+        return trace
+
+
+class CancellingMiddle(Middle):
+    """A correct answer to 10.2: a future, cancelled when the caller goes away."""
+
+    def Relay(self, request, context):
+        me = seen(context, "middle")
+        call = self.next_stub.Relay.future(request, timeout=self.budget(context))
+        if not context.add_callback(call.cancel):
+            call.cancel()
+        with passing_errors_on(context):
+            trace = call.result()
+        trace.seen.insert(0, me)
+        return trace
+
+
+class NegativeBudgetMiddle(Middle):
+    """Also right: no guard, but a budget of 0 or less makes gRPC fail the call at once."""
+
+    def Relay(self, request, context):
+        with passing_errors_on(context):
+            return self.next_stub.Relay(
+                request, timeout=context.time_remaining() - self.margin)
+
+
+class NoTimeout(Middle):
+    def Relay(self, request, context):
+        with passing_errors_on(context):
+            return self.next_stub.Relay(request)
+
+
+class NoMargin(Middle):
+    def Relay(self, request, context):
+        with passing_errors_on(context):
+            return self.next_stub.Relay(request, timeout=context.time_remaining())
+
+
+class FullOriginalTimeout(Middle):
+    """Passes the timeout the notebook's first client used, whatever the caller left."""
+
+    def Relay(self, request, context):
+        with passing_errors_on(context):
+            return self.next_stub.Relay(request, timeout=2.0)
+
+
+class FixedMargin(Middle):
+    """Ignores self.margin and always keeps 0.05 s."""
+
+    def Relay(self, request, context):
+        with passing_errors_on(context):
+            return self.next_stub.Relay(request, timeout=context.time_remaining() - 0.05)
+
+
+class BlockingMiddle(Middle):
+    """Propagates the deadline but makes a blocking call nobody can cancel."""
+
+
+class FutureWithoutTimeout(Middle):
+    def Relay(self, request, context):
+        call = self.next_stub.Relay.future(request)
+        context.add_callback(call.cancel)
+        with passing_errors_on(context):
+            return call.result()
+
+
+class ChecksIsActiveOnce(Middle):
+    """Looks at context.is_active() before calling, never again."""
+
+    def Relay(self, request, context):
+        if not context.is_active():
+            context.abort(grpc.StatusCode.CANCELLED, "caller gone")
+        call = self.next_stub.Relay.future(request, timeout=self.budget(context))
+        with passing_errors_on(context):
+            return call.result()
+
+
+# --- 10.3: waiting for a server ------------------------------------------------------
+
+
+def call_when_ready(stub, request, timeout):
+    return stub.Work(request, timeout=timeout, wait_for_ready=True)
+
+
+def call_when_ready_future(stub, request, timeout):
+    return stub.Work.future(request, timeout=timeout, wait_for_ready=True).result()
+
+
+def fails_fast(stub, request, timeout):
+    return stub.Work(request, timeout=timeout)
+
+
+def waits_forever(stub, request, timeout):
+    return stub.Work(request, wait_for_ready=True)
+
+
+def hard_coded_timeout(stub, request, timeout):
+    return stub.Work(request, timeout=10, wait_for_ready=True)
+
+
+# --- 10.5: service config ------------------------------------------------------------
+
+RETRY = {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
+         "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+SERVICE_CONFIG = {"loadBalancingConfig": [{"round_robin": {}}],
+                  "methodConfig": [{"name": [{"service": "production.Worker"}],
+                                    "retryPolicy": RETRY}]}
+PICK_FIRST_WITH_RETRY = {"methodConfig": SERVICE_CONFIG["methodConfig"]}
+ROUND_ROBIN_ONLY = {"loadBalancingConfig": [{"round_robin": {}}]}
+RETRIES_THE_WRONG_CODE = {**SERVICE_CONFIG, "methodConfig": [
+    {"name": [{"service": "production.Worker"}],
+     "retryPolicy": {**RETRY, "retryableStatusCodes": ["DEADLINE_EXCEEDED"]}}]}
+SERVICE_WITHOUT_PACKAGE = {**SERVICE_CONFIG, "methodConfig": [
+    {"name": [{"service": "Worker"}], "retryPolicy": RETRY}]}
+
+# --- 10.4: graceful shutdown ---------------------------------------------------------
+
+
+def graceful_shutdown(server, health, grace):
+    health.enter_graceful_shutdown()
+    server.stop(grace).wait()
+
+
+def graceful_shutdown_by_hand(server, health, grace):
+    from grpc_health.v1 import health_pb2
+
+    for service in ("", "production.Worker"):
+        health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    server.stop(grace).wait()
+
+
+def stop_none(server, health, grace):
+    health.enter_graceful_shutdown()
+    server.stop(None).wait()
+
+
+def stop_zero(server, health, grace):
+    health.enter_graceful_shutdown()
+    server.stop(0).wait()
+
+
+def no_health_change(server, health, grace):
+    server.stop(grace).wait()
+
+
+def does_not_wait(server, health, grace):
+    health.enter_graceful_shutdown()
+    server.stop(grace)
+
+
+WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("10.1", "calls the next hop without timeout=", (NoTimeout,), "saw no deadline"),
+    WrongAnswer("10.1", "passes time_remaining() with no margin", (NoMargin,),
+                "subtract the margin"),
+    WrongAnswer("10.1", "passes the full original timeout (2 s)", (FullOriginalTimeout,),
+                "caller's deadline"),
+    WrongAnswer("10.1", "ignores self.margin (fixed 0.05 s)", (FixedMargin,),
+                "subtract the margin you were given"),
+    WrongAnswer("10.2", "a blocking call that is never cancelled", (BlockingMiddle,),
+                "went on working"),
+    WrongAnswer("10.2", "a future without timeout=", (FutureWithoutTimeout,), "saw no deadline"),
+    WrongAnswer("10.2", "checks is_active() once, before calling", (ChecksIsActiveOnce,),
+                "must cancel its own outgoing call"),
+    WrongAnswer("10.3", "no wait_for_ready: fails fast", (fails_fast,), "UNAVAILABLE"),
+    WrongAnswer("10.3", "wait_for_ready without a deadline", (waits_forever,),
+                "pass the timeout you were given"),
+    WrongAnswer("10.3", "a hard-coded timeout instead of the argument", (hard_coded_timeout,),
+                "pass the timeout you were given"),
+    WrongAnswer("10.5", "pick_first left in place (retries only)", (PICK_FIRST_WITH_RETRY,),
+                "pick_first"),
+    WrongAnswer("10.5", "round_robin without a retryPolicy", (ROUND_ROBIN_ONLY,),
+                "retryPolicy"),
+    WrongAnswer("10.5", "retries DEADLINE_EXCEEDED, not UNAVAILABLE", (RETRIES_THE_WRONG_CODE,),
+                "not retried"),
+    WrongAnswer("10.5", "names the service without its package", (SERVICE_WITHOUT_PACKAGE,),
+                "production.Worker"),
+    WrongAnswer("10.4", "stop(None)", (stop_none,), "calls in flight were lost"),
+    WrongAnswer("10.4", "stop(0)", (stop_zero,), "calls in flight were lost"),
+    WrongAnswer("10.4", "never marks NOT_SERVING", (no_health_change,), "NOT_SERVING"),
+    WrongAnswer("10.4", "does not wait for stop() to finish", (does_not_wait,),
+                "wait on the event"),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=str)
+def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
+    rejects(capsys, wrong)
+
+
+@pytest.mark.parametrize("exercise_id, answer", [
+    ("10.1", Middle), ("10.1", CancellingMiddle), ("10.1", NegativeBudgetMiddle),
+    ("10.2", CancellingMiddle),
+    ("10.3", call_when_ready), ("10.3", call_when_ready_future),
+    ("10.5", SERVICE_CONFIG), ("10.5", json.dumps(SERVICE_CONFIG)),
+    ("10.4", graceful_shutdown), ("10.4", graceful_shutdown_by_hand),
+], ids=lambda value: value if isinstance(value, str) and value.startswith("10.") else None)
+def test_correct_answers_pass(exercise_id: str, answer, capsys) -> None:
+    passes(capsys, exercise_id, answer)
+
+
+def test_every_exercise_has_two_wrong_answers() -> None:
+    from collections import Counter
+
+    counts = Counter(wrong.exercise for wrong in WRONG_ANSWERS)
+    assert set(counts) == {"10.1", "10.2", "10.3", "10.5", "10.4"}
+    assert min(counts.values()) >= 2
+
+
+class Unsolved(Middle):
+    def budget(self, context):
+        raise NotImplementedError("Exercise 10.1: not solved yet")
+
+
+class UnsolvedCancelling(CancellingMiddle):
+    def Relay(self, request, context):
+        raise NotImplementedError("Exercise 10.2: not solved yet")
+
+
+@pytest.mark.parametrize("exercise_id, answer", [("10.1", Unsolved), ("10.2", UnsolvedCancelling)])
+def test_an_unsolved_servicer_reads_as_not_solved(exercise_id: str, answer, capsys) -> None:
+    assert "not solved yet" in fails(capsys, exercise_id, answer)
