@@ -113,6 +113,8 @@ def timed_make(clone: Path, *args: str, env: dict[str, str] | None = None) -> fl
     seconds = time.perf_counter() - start
     status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode})"
     print(f"  make {' '.join(args):22} {seconds:6.1f} s  {status}")
+    if result.returncode != 0:  # say why, briefly
+        print("\n".join("    " + line for line in result.stdout.splitlines()[-15:]))
     return seconds
 
 
