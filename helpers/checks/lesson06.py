@@ -6,7 +6,6 @@ check within seconds instead of hanging the notebook.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import queue
 import threading
@@ -30,22 +29,6 @@ files_pb2, _ = protos.load("files")
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 TIMEOUT = 5  # seconds: the deadline of every call a check makes
 
-
-def unsolved_if_not_implemented(run: Any) -> Any:
-    """A servicer that still raises NotImplementedError fails its calls with UNKNOWN: say
-    "not solved yet", as for any untouched exercise."""
-
-    @functools.wraps(run)
-    def checked(*args: Any) -> str:
-        try:
-            return run(*args)
-        except grpc.RpcError as error:
-            details = error.details() or ""
-            if "not solved yet" in details or "NotImplementedError" in details:
-                raise NotImplementedError(details) from None
-            raise
-
-    return checked
 
 
 def _guide(servicer: Any, features: list) -> Any:
@@ -78,7 +61,6 @@ def _expect_stream_status(call: Any, expected: grpc.StatusCode, what: str) -> No
     second_hint="Loop over self.features and `yield feature` when its latitude is between "
     "min(lo.latitude, hi.latitude) and max(...) (edges included), the same for longitude.",
 )
-@unsolved_if_not_implemented
 def list_features(servicer: Any) -> str:
     features = make_features(count=60, seed=61)
     guide = _guide(servicer, features)
@@ -116,7 +98,6 @@ def list_features(servicer: Any) -> str:
     "feature when feature_at(...) is not None, add distance_m(previous, point) from the second "
     "point on (as floats, int() once at the end); elapsed_time from time.monotonic().",
 )
-@unsolved_if_not_implemented
 def record_route(servicer: Any) -> str:
     features = make_features(count=40, seed=62)
     guide = _guide(servicer, features)
@@ -196,7 +177,6 @@ def _peak_traced_bytes(run: Any) -> int:
     "len(message.chunk) to size; once size > self.max_bytes, context.abort(grpc.StatusCode."
     "RESOURCE_EXHAUSTED, ...); else digest.update(message.chunk) and count it. No list.",
 )
-@unsolved_if_not_implemented
 def upload_limit(servicer: Any) -> str:
     limit = 200_000
     store = servicer(max_bytes=limit) if isinstance(servicer, type) else servicer
@@ -303,7 +283,6 @@ class _Chat:
     "require_valid_point(note.location, context, ...), `yield` every earlier note whose "
     "location == note.location, then notes.append(note).",
 )
-@unsolved_if_not_implemented
 def route_chat(servicer: Any) -> str:
     guide = _guide(servicer, make_features(count=20, seed=64))
     here, there = _point(404_000_000, -745_000_000), _point(405_000_000, -746_000_000)
@@ -380,7 +359,6 @@ def _read_feed(call: Any, got: list, outcome: dict) -> None:
     second_hint="Inside ListFeatures: `ended = threading.Event()`, `context.add_callback("
     "ended.set)`; after each `yield feature`, `if ended.wait(self.pause): return`.",
 )
-@unsolved_if_not_implemented
 def live_feed(servicer: Any) -> str:
     expect(isinstance(servicer, type), "pass the class (it is built with features and pause), "
            "not an instance")

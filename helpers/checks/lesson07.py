@@ -8,7 +8,6 @@ thread of its own, on a fresh event loop, and gives up after a few seconds.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import itertools
 import threading
@@ -35,22 +34,6 @@ TIMEOUT = 5  # seconds: the deadline of every call a check makes
 T = TypeVar("T")
 _ids = itertools.count(1)
 
-
-def unsolved_if_not_implemented(run: Callable[..., str]) -> Callable[..., str]:
-    """A servicer that still raises NotImplementedError fails its calls with UNKNOWN: say
-    "not solved yet", as for any untouched exercise."""
-
-    @functools.wraps(run)
-    def checked(*args: Any) -> str:
-        try:
-            return run(*args)
-        except grpc.RpcError as error:
-            details = error.details() or ""
-            if "not solved yet" in details or "NotImplementedError" in details:
-                raise NotImplementedError(details) from None
-            raise
-
-    return checked
 
 
 def run_in_fresh_loop(make_coroutine: Callable[[], Awaitable[T]], seconds: float = 15) -> T:
@@ -100,7 +83,6 @@ def _expect_async_methods(cls: Any, names: list[str], kind: Callable[[Any], bool
     "and calls `await context.abort(grpc.StatusCode.INVALID_ARGUMENT, ...)` (abort does "
     "nothing without await).",
 )
-@unsolved_if_not_implemented
 def async_unary(servicer: Any) -> str:
     cls = servicer if isinstance(servicer, type) else type(servicer)
     _expect_async_methods(cls, ["Add", "Divide"], inspect.iscoroutinefunction,
@@ -137,7 +119,6 @@ def async_unary(servicer: Any) -> str:
     "grpc.StatusCode.INVALID_ARGUMENT, message)`; then `for feature in self.features: if "
     "in_rectangle(feature.location, request): yield feature`.",
 )
-@unsolved_if_not_implemented
 def async_stream(servicer: Any) -> str:
     cls = servicer if isinstance(servicer, type) else type(servicer)
     method = getattr(cls, "ListFeatures", None)
@@ -247,7 +228,6 @@ def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
     "function and its arguments, not self.work(...)), then `await in_int32(product, context, "
     "\"Multiply\")`.",
 )
-@unsolved_if_not_implemented
 def off_the_loop(servicer: Any) -> str:
     expect(isinstance(servicer, type), "pass the class (it is built with work=...), "
            "not an instance")
