@@ -268,7 +268,7 @@ CHANNELS_122 = 24  # a chance of 3 * (1/3)**24 that they all land on one worker
 
 def _wait_for_workers(server: processes.Process, seconds: float) -> list[str]:
     """Wait until every worker the launcher started has said whether it serves; return the lines."""
-    started = int(server.wait_for("started ", 5).split()[1])
+    started = int(server.wait_for("started ", 30).split()[1])
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and server.returncode is None:
         lines = [line for line in server.lines if line.startswith("worker ")]
