@@ -289,6 +289,21 @@ def _wait_for_workers(server: processes.Process, seconds: float) -> list[str]:
     "serve_worker, args=(port,)).start(); return (port, workers).",
 )
 def check_prefork(prefork: Callable) -> str:
+    try:
+        return _prefork_once(prefork)
+    except NotImplementedError:
+        raise
+    except Exception as first:
+        # On a busy machine, inside a long test session, one run in a few failed for a reason
+        # not yet found (never in isolation). A real mistake fails the second run as well.
+        try:
+            return _prefork_once(prefork)
+        except Exception:
+            raise first from None
+
+
+def _prefork_once(prefork: Callable) -> str:
+    """Run the learner's launcher as a script, call it over 24 connections, stop it."""
     source = _source_of(prefork)
     script = _script(PREFORK_SCRIPT.format(protos=PROTOS, source=source, name=prefork.__name__, n=WORKERS_122))
     with _start(script, name="check-12.2") as server:
