@@ -216,17 +216,22 @@ class PidCalculator(calculator_pb2_grpc.CalculatorServicer):
         return calculator_pb2.AddReply(result=request.a + request.b)
 
 
+def say(line):
+    """One line, one write: lines of several processes and threads never mix."""
+    os.write(1, (line + "\\n").encode())
+
+
 def serve_worker(port):
     """Serve the calculator on 127.0.0.1:port in this process until SIGTERM."""
     pid = os.getpid()
     if pid == LAUNCHER:
-        print(f"worker inside the launcher {{pid}}", flush=True)
+        say(f"worker inside the launcher {{pid}}")
     else:
         gc.collect()
         inherited = sorted({{type(o).__name__ for o in gc.get_objects()
                             if isinstance(o, (grpc.Server, grpc.Channel))}})
         if inherited:
-            print(f"worker {{pid}} inherited {{inherited}}", flush=True)
+            say(f"worker {{pid}} inherited {{inherited}}")
             os._exit(3)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
                          options=[("grpc.so_reuseport", 1)])
@@ -234,10 +239,10 @@ def serve_worker(port):
     try:
         server.add_insecure_port(f"127.0.0.1:{{port}}")
     except RuntimeError:
-        print(f"worker {{pid}} could not bind port {{port}}", flush=True)
+        say(f"worker {{pid}} could not bind port {{port}}")
         os._exit(4)
     server.start()
-    print(f"worker {{pid}} serving port {{port}}", flush=True)
+    say(f"worker {{pid}} serving port {{port}}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: server.stop(1))
     server.wait_for_termination()
@@ -247,8 +252,8 @@ def serve_worker(port):
 
 if __name__ == "__main__":
     port, workers = {name}({n}, serve_worker)
-    print(f"started {{len(workers)}} workers", flush=True)
-    print(f"listening on 127.0.0.1:{{port}}", flush=True)
+    say(f"started {{len(workers)}} workers")
+    say(f"listening on 127.0.0.1:{{port}}")
 
     def forward(signum, frame):
         for worker in workers:
@@ -258,7 +263,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, forward)
     for worker in workers:
         worker.join()
-    print("all workers stopped", flush=True)
+    say("all workers stopped")
     sys.exit(0)
 '''
 
@@ -294,8 +299,7 @@ def check_prefork(prefork: Callable) -> str:
     except NotImplementedError:
         raise
     except Exception as first:
-        # On a busy machine, inside a long test session, one run in a few failed for a reason
-        # not yet found (never in isolation). A real mistake fails the second run as well.
+        # A guard for busy machines: a real mistake fails the second run the same way.
         try:
             return _prefork_once(prefork)
         except Exception:
