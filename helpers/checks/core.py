@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import html
 import re
+import socket
 import threading
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import grpc
 
@@ -147,6 +149,174 @@ def expect_status(rpc: Callable, request: Any, expected: grpc.StatusCode, what: 
         expect_error_status(error, expected, what)
         return
     expect_error_status(None, expected, what)
+
+
+# ---- Standard adversarial scenarios ------------------------------------------------------
+# Small, reusable situations a check puts the learner's code in, so that it holds against
+# mistakes nobody listed: a server that never answers, one that is down, two servers, the
+# same code called at once. Every wait here has a timeout: a check always ends.
+
+
+@contextmanager
+def stuck_server(max_wait: float = 30.0) -> Iterator[str]:
+    """Yield the target of a gRPC server that accepts every call and never answers.
+
+    Any method of any service is accepted and then left waiting (until the `with` ends,
+    or `max_wait` seconds). A call without a deadline would wait with it: run the
+    learner's code through `within(...)` and expect DEADLINE_EXCEEDED.
+    """
+    release = threading.Event()
+
+    def hang(request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        release.wait(max_wait)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the stuck server was released")
+        yield b""  # never reached: makes this a generator, as a stream handler must be
+
+    class AnyMethod(grpc.GenericRpcHandler):
+        def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler:
+            return grpc.stream_stream_rpc_method_handler(hang)  # suits every kind of method
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((AnyMethod(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        release.set()
+        server.stop(0).wait(5)
+
+
+def down_target() -> str:
+    """A loopback target where nothing listens (a port the system just handed out and freed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def expect_gives_up(function: Callable[[], Any], seconds: float, what: str) -> BaseException | None:
+    """Run `function` against a stuck or down server: it must end by itself within `seconds`.
+
+    Returns what it raised (None if it returned). A call without a deadline fails the check.
+    """
+    try:
+        within(seconds, function, f"{what} waited on a server that never answers: give every "
+               "call a deadline (timeout=)")
+    except Mismatch:
+        raise
+    except BaseException as error:  # handed back: the caller decides what is right
+        return error
+    return None
+
+
+@dataclass
+class Outcome:
+    """What one call of the learner's code did: returned `value`, or raised `error`."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
+def concurrently(function: Callable[[int], Any], times: int, seconds: float = 20.0,
+                 what: str = "your code") -> list[Outcome]:
+    """Call `function(i)` for i in range(times), all at once from threads started together.
+
+    Returns each call's Outcome in order. Fails the check if any is still running after
+    `seconds` (a deadlock, or a lock never released).
+    """
+    barrier = threading.Barrier(times)
+    outcomes = [Outcome() for _ in range(times)]
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(seconds)
+            outcomes[index].value = function(index)
+        except BaseException as error:  # recorded, judged by the check
+            outcomes[index].error = error
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds)
+    stuck = sum(thread.is_alive() for thread in threads)
+    expect(stuck == 0, f"{stuck} of {times} concurrent calls of {what} were still running after "
+           f"{seconds:.0f} s: a lock never released, or calls waiting on each other")
+    return outcomes
+
+
+@contextmanager
+def two_servers(add_to_server: Callable[[Any, Any], None],
+                make_servicer: Callable[[], Any]) -> Iterator[tuple[Any, Any]]:
+    """Yield two running servers with servicers of their own, for "uses the target it was given"."""
+    with serve(add_to_server, make_servicer(), name="check-first") as first:
+        with serve(add_to_server, make_servicer(), name="check-second") as second:
+            yield first, second
+
+
+def abort_after(items: Iterable[Any], count: int, context: grpc.ServicerContext,
+                code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+                details: str = "the stream failed midway") -> Iterator[Any]:
+    """Yield the first `count` items, then end the stream with `code`: a stream failing midway."""
+    for index, item in enumerate(items):
+        if index == count:
+            break
+        yield item
+    context.abort(code, details)
+
+
+# ---- Compare with the reference on generated inputs ---------------------------------------
+
+
+def outcome_of(function: Callable[[Any], Any], argument: Any) -> tuple[str, Any]:
+    """('ok', value), ('status', code name) for a failed call, or ('raised', type name)."""
+    try:
+        return "ok", function(argument)
+    except grpc.RpcError as error:
+        return "status", error.code().name if hasattr(error, "code") else type(error).__name__
+    except Exception as error:  # the learner's code crashed; compared like any outcome
+        return "raised", type(error).__name__
+
+
+def compare_with_reference(learner: Callable[[Any], Any], reference: Callable[[Any], Any],
+                           inputs: Any, describe: Callable[[Any], str], *,
+                           examples: Sequence[Any] = (), max_examples: int = 40,
+                           same: Callable[[tuple, tuple], bool] | None = None) -> int:
+    """Run `learner` and `reference` on each of `examples` (boundaries), then on inputs drawn by
+    the hypothesis strategy `inputs`; fail on the first input where their outcomes differ.
+
+    Outcomes are compared with `outcome_of` (a value, a status code, or an exception type),
+    with `same(got, expected)` if given. Draws are derandomized: the same inputs every run,
+    so a check's verdict never depends on luck. Returns how many inputs were compared.
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    agree = same or (lambda got, expected: got == expected)
+
+    def one(argument: Any) -> None:
+        expected, got = outcome_of(reference, argument), outcome_of(learner, argument)
+        if not agree(got, expected):
+            raise Mismatch(f"{describe(argument)}: the reference gives {_shown(expected)}, "
+                           f"yours gives {_shown(got)}")
+
+    for argument in examples:
+        one(argument)
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(inputs)
+    def drawn(argument: Any) -> None:
+        one(argument)
+
+    drawn()
+    return len(examples) + max_examples
+
+
+def _shown(outcome: tuple[str, Any]) -> str:
+    kind, value = outcome
+    if kind == "ok":
+        return repr(value)
+    return f"status {value}" if kind == "status" else f"an exception ({value})"
 
 
 def _display(ok: bool, headline: str, hints: list[tuple[str, str]] = (),
