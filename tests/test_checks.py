@@ -33,7 +33,7 @@ class Unsolved(Calculator):
 def test_a_wrong_answer_fails_saying_expected_and_got(capsys) -> None:
     out = failure(capsys, "3.1", WrongAdd)
     assert "❌ Exercise 3.1" in out
-    assert "Add(2, 3): expected 5, got -1" in out
+    assert "Add(2, 3): the reference gives 5, yours gives -1" in out
     assert "Hint: " in out and "solutions/03_calculator.ipynb" in out
 
 

@@ -148,11 +148,31 @@ class AbsLimit(SafeDivide):
     def Multiply(self, request, context):
         value = request.a * request.b
         if abs(value) > INT32_MAX:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "overflow")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Multiply overflows")
         return pb2.MultiplyReply(result=value)
 
     Add = checked(grpc.StatusCode.INVALID_ARGUMENT).Add
     Subtract = checked(grpc.StatusCode.INVALID_ARGUMENT).Subtract
+
+
+class NonPositiveDivide(SafeDivide):
+    def Divide(self, request, context):
+        if request.b <= 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the divisor must be positive")
+        return pb2.DivideReply(result=request.a / request.b)
+
+
+class Anonymous(SafeDivide):
+    """Refuses overflow with INVALID_ARGUMENT, but the message says nothing useful."""
+
+    def Add(self, request, context):
+        value = request.a + request.b
+        if not INT32_MIN <= value <= INT32_MAX:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "overflow")
+        return pb2.AddReply(result=value)
+
+    Subtract = checked(grpc.StatusCode.INVALID_ARGUMENT).Subtract
+    Multiply = checked(grpc.StatusCode.INVALID_ARGUMENT).Multiply
 
 
 # ---- 3.4 ---------------------------------------------------------------------------------
@@ -166,12 +186,44 @@ def describe_divide(stub, a, b, timeout=1.0) -> str:
 
 
 def describe_with_future(stub, a, b, timeout=1.0) -> str:
-    """Correct too: a future, and the status printed as `StatusCode.X`."""
+    """Correct too: a future, the code's name taken from str() of the code."""
     call = stub.Divide.future(pb2.DivideRequest(a=a, b=b), timeout=timeout)
     try:
-        return f"{a}/{b} -> {call.result().result}"
+        return f"{a} / {b} = {call.result().result}"
     except grpc.RpcError:
-        return f"{call.code()} ({call.details()})"
+        return f"error {str(call.code()).split('.')[-1]}: {call.details()}"
+
+
+def always_invalid_argument(stub, a, b, timeout=1.0) -> str:
+    try:
+        return f"{a} / {b} = {stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result}"
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"error DEADLINE_EXCEEDED: {error.details()}"
+        return f"error INVALID_ARGUMENT: {error.details()}"
+
+
+def reraises_unexpected(stub, a, b, timeout=1.0) -> str:
+    try:
+        return f"{a} / {b} = {stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result}"
+    except grpc.RpcError as error:
+        if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return f"error {error.code().name}: {error.details()}"
+        raise
+
+
+def str_of_code(stub, a, b, timeout=1.0) -> str:
+    try:
+        return f"{a} / {b} = {stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result}"
+    except grpc.RpcError as error:
+        return f"error {error.code()}: {error.details()}"
+
+
+def rounded(stub, a, b, timeout=1.0) -> str:
+    reply = describe_divide(stub, a, b, timeout)
+    if reply.startswith("error"):
+        return reply
+    return f"{a} / {b} = {round(stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result)}"
 
 
 def hard_coded_timeout(stub, a, b, timeout=1.0) -> str:
@@ -180,21 +232,21 @@ def hard_coded_timeout(stub, a, b, timeout=1.0) -> str:
 
 def no_timeout(stub, a, b, timeout=1.0) -> str:
     try:
-        return str(stub.Divide(pb2.DivideRequest(a=a, b=b)).result)
+        return f"{a} / {b} = {stub.Divide(pb2.DivideRequest(a=a, b=b)).result}"
     except grpc.RpcError as error:
-        return f"{error.code().name}: {error.details()}"
+        return f"error {error.code().name}: {error.details()}"
 
 
 def str_of_error(stub, a, b, timeout=1.0) -> str:
     try:
-        return str(stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result)
+        return f"{a} / {b} = {stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result}"
     except grpc.RpcError as error:
         return str(error)
 
 
 def code_only(stub, a, b, timeout=1.0) -> str:
     try:
-        return str(stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result)
+        return f"{a} / {b} = {stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout).result}"
     except grpc.RpcError as error:
         return f"error {error.code().name}"
 
@@ -208,8 +260,11 @@ def computed_locally(stub, a, b, timeout=1.0) -> str:
 # ---- 3.5 ---------------------------------------------------------------------------------
 
 def add_with_request_id(stub, a, b, request_id):
-    reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
-                                     metadata=[("x-request-id", request_id)])
+    try:
+        reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
+                                         metadata=[("x-request-id", request_id)])
+    except grpc.RpcError as error:
+        return None, dict(error.trailing_metadata())
     return reply.result, dict(call.trailing_metadata())
 
 
@@ -217,7 +272,24 @@ def add_with_future(stub, a, b, request_id):
     """Correct too: a future has the trailing metadata as well; a tuple of pairs made a dict."""
     call = stub.Add.future(pb2.AddRequest(a=a, b=b), metadata=(("x-request-id", request_id),),
                            timeout=5)
-    return call.result().result, {key: value for key, value in call.trailing_metadata()}
+    result = None if call.exception() else call.result().result
+    return result, {key: value for key, value in call.trailing_metadata()}
+
+
+_KEPT: dict = {}
+
+
+def shared_dict(stub, a, b, request_id):
+    result, trailing = add_with_request_id(stub, a, b, request_id)
+    _KEPT.clear()
+    _KEPT.update(trailing)
+    return result, _KEPT
+
+
+def raises_on_failure(stub, a, b, request_id):
+    reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
+                                     metadata=[("x-request-id", request_id)])
+    return reply.result, dict(call.trailing_metadata())
 
 
 def echoes_its_argument(stub, a, b, request_id):
@@ -243,19 +315,21 @@ def metadatum_tuples(stub, a, b, request_id):
 
 
 WRONG_ANSWERS = [
-    WrongAnswer("3.1", "Add subtracts", (WrongAdd,), says="Add(2, 3): expected 5, got -1"),
+    WrongAnswer("3.1", "Add subtracts", (WrongAdd,), says="Add(2, 3): the reference gives 5, yours gives -1"),
     WrongAnswer("3.1", "Subtract computes b - a", (ReversedSubtract,),
-                says="Subtract(2, 3): expected -1, got 1"),
+                says="Subtract(2, 3): the reference gives -1, yours gives 1"),
     WrongAnswer("3.1", "Multiply left unimplemented", (NoMultiply,), says="UNIMPLEMENTED"),
     WrongAnswer("3.2", "the seed's Divide: a zero divisor crashes as UNKNOWN", (SeedDivide,),
                 says="Divide(5, 0) ended with UNKNOWN"),
     WrongAnswer("3.2", "FAILED_PRECONDITION for a zero divisor", (WrongCodeDivide,),
                 says="ended with FAILED_PRECONDITION (cannot divide by zero), expected "
                 "INVALID_ARGUMENT"),
-    WrongAnswer("3.2", "integer division", (FloorDivide,), says="Divide(7, 2): expected 3.5, got 3.0"),
+    WrongAnswer("3.2", "integer division", (FloorDivide,), says="Divide(7, 2): the reference gives 3.5, yours gives 3.0"),
     WrongAnswer("3.2", "answers 0 for a zero divisor", (ZeroForZero,),
                 says="Divide(5, 0) succeeded, expected it to fail with INVALID_ARGUMENT"),
     WrongAnswer("3.2", "aborts without a message", (SilentAbort,), says="but no message"),
+    WrongAnswer("3.2", "refuses every divisor <= 0", (NonPositiveDivide,),
+                says="Divide(7, -2): the reference gives -3.5, yours gives status INVALID_ARGUMENT"),
     WrongAnswer("3.3", "OUT_OF_RANGE for an overflow", (checked(grpc.StatusCode.OUT_OF_RANGE),),
                 says="Add(INT32_MAX, 1) ended with OUT_OF_RANGE; gRPC's status-code guide"),
     WrongAnswer("3.3", "wraps around like C", (Wrapping,),
@@ -268,6 +342,10 @@ WRONG_ANSWERS = [
     WrongAnswer("3.3", "checks Multiply only",
                 (checked(grpc.StatusCode.INVALID_ARGUMENT, methods=("Multiply",)),),
                 says="Add(INT32_MAX, 1) ended with UNKNOWN"),
+    WrongAnswer("3.3", "checks the upper limit only", (checked(grpc.StatusCode.INVALID_ARGUMENT,
+                low=-(2**64)),), says="Add(INT32_MIN, -1) ended with UNKNOWN"),
+    WrongAnswer("3.3", "a message that does not name the operation", (Anonymous,),
+                says="does not say which operation overflowed (Add)"),
     WrongAnswer("3.3", "abs(value) > INT32_MAX refuses INT32_MIN", (AbsLimit,),
                 says="Multiply(-65536, 32768), which is exactly INT32_MIN,"),
     WrongAnswer("3.4", "hard-codes timeout=4", (hard_coded_timeout,),
@@ -276,16 +354,28 @@ WRONG_ANSWERS = [
                 says="still waiting after 5 s"),
     WrongAnswer("3.4", "returns str(error), a multi-line debug dump", (str_of_error,),
                 says="return one line"),
+    WrongAnswer("3.4", "rounds the result", (rounded,),
+                says="describe_divide(stub, 7, 2): the reference gives '7 / 2 = 3.5', yours gives '7 / 2 = 4'"),
     WrongAnswer("3.4", "the code without the server's message", (code_only,),
-                says="it should carry the server's message, error.details()"),
+                says="the reference gives 'error INVALID_ARGUMENT: cannot divide by zero"),
+    WrongAnswer("3.4", "every error reported as INVALID_ARGUMENT", (always_invalid_argument,),
+                says="the reference gives 'error PERMISSION_DENIED: 11 is not allowed"),
+    WrongAnswer("3.4", "re-raises codes it did not expect", (reraises_unexpected,),
+                says="raised the call's error (PERMISSION_DENIED"),
+    WrongAnswer("3.4", "str() of the code: StatusCode.INVALID_ARGUMENT", (str_of_code,),
+                says="yours gives 'error StatusCode.INVALID_ARGUMENT"),
     WrongAnswer("3.4", "divides locally, never calls the server", (computed_locally,),
                 says="without calling Divide on the server"),
     WrongAnswer("3.5", "returns the id it was given, never reads the trailers",
-                (echoes_its_argument,), says="do not build the dict yourself"),
+                (echoes_its_argument,), says="not built by hand"),
+    WrongAnswer("3.5", "one dict kept across calls", (shared_dict,),
+                says="return a new dict for every call"),
+    WrongAnswer("3.5", "raises when the call fails", (raises_on_failure,),
+                says="a failed call should return (None, its trailing metadata)"),
     WrongAnswer("3.5", "forgets to send the metadata", (sends_nothing,),
-                says="the server received x-request-id None"),
+                says="the server never received x-request-id 'req-1'"),
     WrongAnswer("3.5", "reads the initial metadata instead of the trailing",
-                (initial_metadata,), says="read call.trailing_metadata()"),
+                (initial_metadata,), says="but the server's trailing metadata was"),
     WrongAnswer("3.5", "returns the _Metadatum tuples, not a dict", (metadatum_tuples,),
                 says="expected (result, trailing metadata as a dict)"),
 ]

@@ -120,13 +120,16 @@ def describe_rpc_error(error: grpc.RpcError) -> str:
 
 
 @contextmanager
-def stub_for(proto: str, service: str, servicer: Any) -> Iterator[Any]:
-    """Serve `servicer` (an instance or a class) on a fresh server; yield a stub for it."""
+def stub_for(proto: str, service: str, servicer: Any, name: str = "") -> Iterator[Any]:
+    """Serve `servicer` (an instance or a class) on a fresh server; yield a stub for it.
+
+    Servers with the same `name` replace each other: give a second one a name of its own.
+    """
     pb2, pb2_grpc = protos.load(proto)
     if isinstance(servicer, type):
         servicer = servicer()
     add_to_server = getattr(pb2_grpc, f"add_{service}Servicer_to_server")
-    with serve(add_to_server, servicer, name=f"check-{service}") as server:
+    with serve(add_to_server, servicer, name=name or f"check-{service}") as server:
         with grpc.insecure_channel(server.target) as channel:
             yield getattr(pb2_grpc, f"{service}Stub")(channel)
 
@@ -272,6 +275,8 @@ def outcome_of(function: Callable[[Any], Any], argument: Any) -> tuple[str, Any]
     """('ok', value), ('status', code name) for a failed call, or ('raised', type name)."""
     try:
         return "ok", function(argument)
+    except Mismatch:  # the check itself found the mistake: it says it best
+        raise
     except grpc.RpcError as error:
         return "status", error.code().name if hasattr(error, "code") else type(error).__name__
     except Exception as error:  # the learner's code crashed; compared like any outcome

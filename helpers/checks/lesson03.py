@@ -5,9 +5,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import grpc
+from hypothesis import strategies as st
 
 from helpers.checks.core import (
     Mismatch,
@@ -16,10 +18,13 @@ from helpers.checks.core import (
     expect,
     expect_equal,
     expect_status,
+    compare_with_reference,
+    concurrently,
     stub_for,
     within,
 )
 from helpers.reference import INT32_MAX, INT32_MIN, Calculator, calculator_pb2 as pb2
+from helpers.reference.calculator import in_int32
 
 LESSON = "03_calculator"
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
@@ -29,25 +34,48 @@ def _result(rpc: Callable, request: Any) -> Any:
     return rpc(request, timeout=5).result
 
 
+_EDGES = [INT32_MIN, INT32_MIN + 1, -65536, -46341, -32768, -2, -1, 0, 1, 2, 32768, 46341,
+          65536, INT32_MAX - 1, INT32_MAX]
+INT32 = st.one_of(st.integers(INT32_MIN, INT32_MAX), st.sampled_from(_EDGES))
+SMALL = st.integers(-(2**15), 2**15)  # operands whose sum, difference and product fit in int32
+
+
+def _rpc(stub: Any, method: str) -> Callable[[tuple[int, int]], Any]:
+    """`(a, b) -> result` through `stub.<method>`; a failed call raises its RpcError."""
+    request_class = getattr(pb2, f"{method}Request")
+    return lambda ab: getattr(stub, method)(request_class(a=ab[0], b=ab[1]), timeout=5).result
+
+
+@contextmanager
+def _yours_and_reference(servicer: Any) -> Iterator[tuple[Any, Any]]:
+    """Stubs for the learner's servicer and for the course's reference calculator."""
+    with stub_for("calculator", "Calculator", servicer) as yours:
+        with stub_for("calculator", "Calculator", Calculator, name="check-reference") as reference:
+            yield yours, reference
+
+
+def _compare(yours: Any, reference: Any, method: str, pairs: Any, examples: list) -> int:
+    """Compare `method` on both servers for `examples` then pairs drawn from `pairs`."""
+    return compare_with_reference(_rpc(yours, method), _rpc(reference, method), pairs,
+                                  lambda ab: f"{method}({ab[0]}, {ab[1]})", examples=examples)
+
+
 @exercise(
     "3.1",
     "Add, Subtract and Multiply",
     notebook=LESSON,
     hint="Each method gets the decoded request and returns a reply message: which reply class "
     "goes with each method, and which fields does the request have?",
-    second_hint="e.g. return calculator_pb2.AddReply(result=request.a + request.b), and the "
-    "same with SubtractReply and MultiplyReply.",
+    second_hint="The generated calculator_pb2 module has one reply class per method; its field "
+    "is named in calculator.proto. Mind the order of a and b where it matters.",
 )
 def arithmetic(servicer: Any) -> str:
-    cases = [(2, 3), (-7, 4), (0, 0), (1000, -1000)]
-    with stub_for("calculator", "Calculator", servicer) as stub:
-        for a, b in cases:
-            expect_equal(_result(stub.Add, pb2.AddRequest(a=a, b=b)), a + b, f"Add({a}, {b})")
-            expect_equal(_result(stub.Subtract, pb2.SubtractRequest(a=a, b=b)), a - b,
-                         f"Subtract({a}, {b})")
-            expect_equal(_result(stub.Multiply, pb2.MultiplyRequest(a=a, b=b)), a * b,
-                         f"Multiply({a}, {b})")
-    return f"{3 * len(cases)} calls over a real channel returned the right results"
+    compared = 0
+    with _yours_and_reference(servicer) as (yours, reference):
+        for method in ("Add", "Subtract", "Multiply"):
+            compared += _compare(yours, reference, method, st.tuples(SMALL, SMALL),
+                                 [(2, 3), (-7, 4), (0, 0), (3, -9)])
+    return f"Add, Subtract and Multiply agree with the reference on {compared} generated calls"
 
 
 @exercise(
@@ -56,19 +84,21 @@ def arithmetic(servicer: Any) -> str:
     notebook=LESSON,
     hint="Decide before dividing: which status code says \"your request is wrong\", and which "
     "context method ends the call with it?",
-    second_hint="Test request.b == 0 and call context.abort(grpc.StatusCode.INVALID_ARGUMENT, "
-    "'cannot divide by zero'). abort() raises, so the division below it never runs.",
+    second_hint="Only one divisor is impossible. Negative divisors are fine; and remember that "
+    "the context method that ends a call raises, so nothing after it runs.",
 )
 def safe_divide(servicer: Any) -> str:
     with stub_for("calculator", "Calculator", servicer) as stub:
-        for a, b in [(7, 2), (-9, 3), (1, 3)]:
-            expect_equal(_result(stub.Divide, pb2.DivideRequest(a=a, b=b)), a / b,
-                         f"Divide({a}, {b})")
         expect_status(stub.Divide, pb2.DivideRequest(a=5, b=0), INVALID_ARGUMENT, "Divide(5, 0)")
-    return "Divide is right for 3 inputs and answers INVALID_ARGUMENT for a zero divisor"
+    with _yours_and_reference(servicer) as (yours, reference):
+        pairs = st.tuples(INT32, st.one_of(st.just(0), INT32))
+        compared = _compare(yours, reference, "Divide", pairs,
+                            [(7, 2), (-9, 3), (7, -2), (1, 3), (0, 5), (INT32_MIN, -1), (5, 0)])
+    return (f"Divide agrees with the reference on {compared} calls (negative divisors included) "
+            "and answers INVALID_ARGUMENT with a message for a zero divisor")
 
 
-def _expect_overflow_refused(rpc: Callable, request: Any, what: str) -> None:
+def _expect_overflow_refused(rpc: Callable, request: Any, what: str, operation: str) -> None:
     try:
         reply = rpc(request, timeout=5)
     except grpc.RpcError as error:
@@ -79,6 +109,9 @@ def _expect_overflow_refused(rpc: Callable, request: Any, what: str) -> None:
         expect(error.code() == INVALID_ARGUMENT,
                f"{what} ended with {describe_rpc_error(error)}, expected INVALID_ARGUMENT")
         expect(bool(error.details()), f"{what} gave INVALID_ARGUMENT but no message (details)")
+        expect(operation.lower() in error.details().lower(),
+               f"{what} gave INVALID_ARGUMENT with the message {error.details()!r}, which does not "
+               f"say which operation overflowed ({operation})")
         return
     raise Mismatch(f"{what} succeeded with {reply.result}, a wrong answer that looks right; "
                    "refuse it with INVALID_ARGUMENT")
@@ -98,31 +131,46 @@ def _expect_fits(rpc: Callable, request: Any, expected: int, what: str) -> None:
     "Stay inside int32",
     notebook=LESSON,
     hint="Python's int never overflows, so compute the exact result first; then compare it "
-    "with the int32 limits, both of them included.",
-    second_hint="Outside INT32_MIN..INT32_MAX call context.abort(grpc.StatusCode."
-    "INVALID_ARGUMENT, f'{operation} result {value} does not fit in int32') before building "
-    "the reply.",
+    "with the int32 limits. An int32 has two limits.",
+    second_hint="Which results are still int32 values: is INT32_MIN itself one? And what does "
+    "Add(INT32_MIN, -1) give, or Subtract(0, INT32_MIN)?",
 )
 def int32_range(servicer: Any) -> str:
     with stub_for("calculator", "Calculator", servicer) as stub:
-        _expect_overflow_refused(stub.Add, pb2.AddRequest(a=INT32_MAX, b=1), "Add(INT32_MAX, 1)")
-        _expect_overflow_refused(stub.Subtract, pb2.SubtractRequest(a=INT32_MIN, b=1),
-                                 "Subtract(INT32_MIN, 1)")
-        _expect_overflow_refused(stub.Multiply, pb2.MultiplyRequest(a=65536, b=65536),
-                                 "Multiply(65536, 65536)")
+        for rpc, request, what, operation in [
+            (stub.Add, pb2.AddRequest(a=INT32_MAX, b=1), "Add(INT32_MAX, 1)", "Add"),
+            (stub.Add, pb2.AddRequest(a=INT32_MIN, b=-1), "Add(INT32_MIN, -1)", "Add"),
+            (stub.Subtract, pb2.SubtractRequest(a=INT32_MIN, b=1), "Subtract(INT32_MIN, 1)",
+             "Subtract"),
+            (stub.Subtract, pb2.SubtractRequest(a=0, b=INT32_MIN), "Subtract(0, INT32_MIN)",
+             "Subtract"),
+            (stub.Multiply, pb2.MultiplyRequest(a=65536, b=65536), "Multiply(65536, 65536)",
+             "Multiply"),
+            (stub.Multiply, pb2.MultiplyRequest(a=-65536, b=65536), "Multiply(-65536, 65536)",
+             "Multiply"),
+        ]:
+            _expect_overflow_refused(rpc, request, what, operation)
         _expect_fits(stub.Add, pb2.AddRequest(a=INT32_MAX - 1, b=1), INT32_MAX,
                      "Add(INT32_MAX - 1, 1), which still fits,")
+        _expect_fits(stub.Subtract, pb2.SubtractRequest(a=-1, b=INT32_MAX), INT32_MIN,
+                     "Subtract(-1, INT32_MAX), which is exactly INT32_MIN,")
         _expect_fits(stub.Multiply, pb2.MultiplyRequest(a=-65536, b=32768), INT32_MIN,
                      "Multiply(-65536, 32768), which is exactly INT32_MIN,")
         expect_status(stub.Divide, pb2.DivideRequest(a=1, b=0), INVALID_ARGUMENT, "Divide(1, 0)")
-    return "3 overflows answer INVALID_ARGUMENT, the edges of int32 still work, Divide stays safe"
+    compared = 0
+    with _yours_and_reference(servicer) as (yours, reference):
+        for method in ("Add", "Subtract", "Multiply"):
+            compared += _compare(yours, reference, method, st.tuples(INT32, INT32), [])
+    return (f"overflows both ways answer INVALID_ARGUMENT naming the operation, the edges of "
+            f"int32 still work, and {compared} generated calls agree with the reference")
 
 
 class _WatchedDivide(Calculator):
     """The reference calculator, except that Divide records what reached the server.
 
-    A zero divisor gets a message with a token only the server knows; b == 13 is stuck
-    until the client gives up (or `release` is set), after recording the deadline it saw.
+    A zero divisor gets a message with a token only the server knows; b == 11 is refused
+    with PERMISSION_DENIED, b == 17 crashes (UNKNOWN); b == 13 is stuck until the client
+    gives up (or `release` is set), after recording the deadline it saw.
     """
 
     def __init__(self) -> None:
@@ -135,11 +183,24 @@ class _WatchedDivide(Calculator):
         self.divisions.append((request.a, request.b))
         if request.b == 0:
             context.abort(INVALID_ARGUMENT, f"cannot divide by zero (checked by server {self.token})")
+        if request.b == 11:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"11 is not allowed ({self.token})")
+        if request.b == 17:
+            raise RuntimeError(f"a bug in the server ({self.token})")
         if request.b == 13:
             self.deadlines.append(context.time_remaining())
             while context.is_active() and not self.release.wait(0.02):
                 pass
         return super().Divide(request, context)
+
+
+def _reference_describe(stub: Any, a: int, b: int, timeout: float = 1.0) -> str:
+    """The line the statement asks for, computed the reference way."""
+    try:
+        reply = stub.Divide(pb2.DivideRequest(a=a, b=b), timeout=timeout)
+    except grpc.RpcError as error:
+        return f"error {error.code().name}: {error.details()}"
+    return f"{a} / {b} = {reply.result}"
 
 
 def _expect_one_line(answer: Any, what: str) -> str:
@@ -154,10 +215,10 @@ def _expect_one_line(answer: Any, what: str) -> str:
     "3.4",
     "A client that reports errors and gives up in time",
     notebook=LESSON,
-    hint="A stub call takes a timeout= argument; a failed call raises grpc.RpcError, which "
-    "has .code() and .details().",
-    second_hint="Call stub.Divide(request, timeout=timeout) inside try/except grpc.RpcError as "
-    "error; in the except branch return f'error {error.code().name}: {error.details()}'.",
+    hint="What does a failed stub call raise, and which two of its methods give the parts of "
+    "the line? Where does a call's deadline go?",
+    second_hint="Every failed call must give a line, whatever its code: not only the codes you "
+    "expect. A StatusCode's name is one of its attributes; str() of it is not the name.",
 )
 def describe_divide(describe: Callable[..., str]) -> str:
     servicer = _WatchedDivide()
@@ -167,15 +228,21 @@ def describe_divide(describe: Callable[..., str]) -> str:
             expect((7, 2) in servicer.divisions,
                    f"describe_divide(stub, 7, 2) returned {answer!r} without calling Divide on "
                    "the server: use the stub")
-            expect("3.5" in answer,
-                   f"describe_divide(stub, 7, 2) returned {answer!r}; it should contain 3.5")
-            answer = _expect_one_line(describe(stub, 1, 0, timeout=2), "describe_divide(stub, 1, 0)")
-            expect("INVALID_ARGUMENT" in answer,
-                   f"describe_divide(stub, 1, 0) returned {answer!r}; "
-                   "it should name the status code INVALID_ARGUMENT")
-            expect(servicer.token in answer,
-                   f"describe_divide(stub, 1, 0) returned {answer!r}; it should carry the "
-                   "server's message, error.details(), after the code's name")
+
+            def yours(ab: tuple[int, int]) -> str:
+                try:
+                    answer = describe(stub, ab[0], ab[1], timeout=2)
+                except grpc.RpcError as error:
+                    raise Mismatch(f"describe_divide(stub, {ab[0]}, {ab[1]}) raised the call's "
+                                   f"error ({describe_rpc_error(error)}) instead of describing "
+                                   "it: every failed call gets a line, whatever its code") from None
+                return _expect_one_line(answer, f"describe_divide(stub, {ab[0]}, {ab[1]})")
+
+            compared = compare_with_reference(
+                yours, lambda ab: _reference_describe(stub, ab[0], ab[1], timeout=2),
+                st.tuples(st.integers(-1000, 1000), st.sampled_from([0, 11, 17, 1, -1, 2, 4, -8])),
+                lambda ab: f"describe_divide(stub, {ab[0]}, {ab[1]})",
+                examples=[(7, 2), (1, 0), (5, 11), (5, 17), (-9, 4)], max_examples=20)
             for timeout in (0.5, 2.0):
                 start = time.perf_counter()
                 answer = within(5, lambda: describe(stub, 1, 13, timeout=timeout),
@@ -190,58 +257,86 @@ def describe_divide(describe: Callable[..., str]) -> str:
                        f"{seen:.1f} s left and gave up after {took:.1f} s, expected about "
                        f"{timeout} s: pass the `timeout` argument, not a fixed number")
                 _expect_one_line(answer, f"describe_divide against a stuck server ({timeout} s)")
-                expect("DEADLINE_EXCEEDED" in answer,
+                expect(answer.startswith("error DEADLINE_EXCEEDED: "),
                        f"describe_divide against a stuck server returned {answer!r}; "
-                       "it should name DEADLINE_EXCEEDED")
+                       "it should read 'error DEADLINE_EXCEEDED: ...'")
     finally:
         servicer.release.set()
-    return ("a result, INVALID_ARGUMENT with the server's message, and DEADLINE_EXCEEDED after "
-            "0.5 s and 2 s, as asked, each reported in one line")
+    return (f"{compared} lines match the statement's format exactly (results, INVALID_ARGUMENT, "
+            "PERMISSION_DENIED and UNKNOWN with the server's message), and DEADLINE_EXCEEDED "
+            "came after 0.5 s and 2 s, the deadlines the server saw")
 
 
 class _TaggedCalculator(Calculator):
-    """The reference calculator; Add also sends a server-made x-call-id the client cannot guess."""
+    """The reference calculator; Add also sends a server-made x-call-id the client cannot guess.
+
+    The trailing metadata goes out with failed calls too (an overflow).
+    """
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         self.received: list[str | None] = []
-        self.call_ids: list[str] = []
+        self.call_ids: dict[str | None, str] = {}
 
     def Add(self, request, context):
         sent = dict(context.invocation_metadata()).get("x-request-id")
-        self.received.append(sent)
         call_id = f"call-{secrets.token_hex(3)}"
-        self.call_ids.append(call_id)
+        with self.lock:
+            self.received.append(sent)
+            self.call_ids[sent] = call_id
         context.set_trailing_metadata([("x-request-id", sent or ""), ("x-call-id", call_id)])
-        return pb2.AddReply(result=request.a + request.b)
+        return pb2.AddReply(result=in_int32(request.a + request.b, context, "Add"))
+
+
+def _expect_tagged(servicer: _TaggedCalculator, got: Any, what: str, rid: str,
+                   result: int | None) -> None:
+    expect(isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], dict),
+           f"{what} returned {got!r}, expected (result, trailing metadata as a dict)")
+    expect(rid in servicer.received,
+           f"the server never received x-request-id {rid!r} for {what}; send it as metadata")
+    expect_equal(got[0], result, f"{what}, the result,")
+    expected = {"x-request-id": rid, "x-call-id": servicer.call_ids[rid]}
+    expect(got[1].get("x-call-id") == expected["x-call-id"],
+           f"{what} returned the metadata {got[1]!r}, but the server's trailing metadata was "
+           f"{expected!r}: return the metadata of this call, read from the call itself "
+           "(not built by hand, not kept from another call)")
+    expect_equal(got[1].get("x-request-id"), rid, f"{what}, the echoed x-request-id,")
 
 
 @exercise(
     "3.5",
     "Send and read metadata",
     notebook=LESSON,
-    hint="A plain stub call returns only the reply; the demo above the exercise shows the call "
-    "method that also gives you the call object, with its metadata.",
-    second_hint="reply, call = stub.Add.with_call(request, metadata=[('x-request-id', "
-    "request_id)], timeout=5); return reply.result, dict(call.trailing_metadata()).",
+    hint="A plain stub call gives you only the reply. Which way of calling also gives you the "
+    "call, and what does a failed call raise that is a call too?",
+    second_hint="Metadata goes in with the request as a list of (key, value) pairs. For the "
+    "failure, look at what the demo above reads from an RpcError. Build a new dict per call.",
 )
-def request_id(add_with_request_id: Callable[..., tuple[int, dict]]) -> str:
+def request_id(add_with_request_id: Callable[..., tuple[int | None, dict]]) -> str:
     servicer = _TaggedCalculator()
     with stub_for("calculator", "Calculator", servicer) as stub:
         for a, b, rid in [(2, 3, "req-1"), (40, 2, "req-42")]:
             what = f"add_with_request_id(stub, {a}, {b}, {rid!r})"
-            got = add_with_request_id(stub, a, b, rid)
-            expect(isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], dict),
-                   f"{what} returned {got!r}, expected (result, trailing metadata as a dict)")
-            expect(servicer.received and servicer.received[-1] == rid,
-                   f"the server received x-request-id {servicer.received[-1] if servicer.received else None!r}"
-                   f" for {what}; send it with metadata=[('x-request-id', request_id)]")
-            result, trailing = got
-            expect_equal(result, a + b, f"{what}, the result,")
-            expect(trailing.get("x-call-id") == servicer.call_ids[-1],
-                   f"{what} returned the metadata {trailing!r}, but the server's trailing "
-                   f"metadata was {{'x-request-id': {rid!r}, 'x-call-id': "
-                   f"{servicer.call_ids[-1]!r}}}: read call.trailing_metadata(), do not build "
-                   "the dict yourself")
-            expect_equal(trailing.get("x-request-id"), rid, f"{what}, the echoed x-request-id,")
-    return ("2 calls sent x-request-id, and returned the trailing metadata the server really "
-            "sent, with its own call id")
+            _expect_tagged(servicer, add_with_request_id(stub, a, b, rid), what, rid, a + b)
+        first = add_with_request_id(stub, 1, 1, "req-first")
+        kept = dict(first[1]) if isinstance(first, tuple) and isinstance(first[1], dict) else None
+        add_with_request_id(stub, 2, 2, "req-second")
+        expect(kept is None or first[1] == kept,
+               "the dict returned for one call changed when you made the next call: return a new "
+               "dict for every call, not one kept between calls")
+        what = f"add_with_request_id(stub, {INT32_MAX}, 1, 'req-overflow')"
+        try:
+            got = add_with_request_id(stub, INT32_MAX, 1, "req-overflow")
+        except grpc.RpcError as error:
+            raise Mismatch(f"{what} raised {describe_rpc_error(error)}; a failed call should "
+                           "return (None, its trailing metadata)") from None
+        _expect_tagged(servicer, got, what, "req-overflow", None)
+        outcomes = concurrently(lambda i: add_with_request_id(stub, i, 1, f"req-c{i}"), 8,
+                                what="add_with_request_id")
+        for i, outcome in enumerate(outcomes):
+            if outcome.error is not None:
+                raise outcome.error
+            _expect_tagged(servicer, outcome.value, f"add_with_request_id(stub, {i}, 1, "
+                           f"'req-c{i}') among 8 concurrent calls", f"req-c{i}", i + 1)
+    return ("x-request-id reached the server on every call, and each of 12 calls (8 at once, "
+            "one failing) returned its own trailing metadata with the server's call id")
