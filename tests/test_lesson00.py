@@ -22,7 +22,7 @@ def multiply_keyword_style(target: str, a: int, b: int) -> int:
     channel = grpc.insecure_channel(target)
     try:
         reply = calculator_pb2_grpc.CalculatorStub(channel).Multiply(
-            calculator_pb2.MultiplyRequest(b=b, a=a), timeout=10)
+            calculator_pb2.MultiplyRequest(b=b, a=a), timeout=3)
     finally:
         channel.close()
     return int(reply.result)
@@ -55,7 +55,46 @@ def to_the_notebooks_server(target: str, a: int, b: int) -> int:
     return multiply(_notebook_server["server"].target, a, b)
 
 
+def zero_on_error(target: str, a: int, b: int) -> int:
+    try:
+        return multiply(target, a, b)
+    except grpc.RpcError:
+        return 0
+
+
+def no_timeout(target: str, a: int, b: int) -> int:
+    with grpc.insecure_channel(target) as channel:
+        stub = calculator_pb2_grpc.CalculatorStub(channel)
+        return stub.Multiply(calculator_pb2.MultiplyRequest(a=a, b=b)).result
+
+
+_kept: dict = {}
+
+
+def keeps_first_channel(target: str, a: int, b: int) -> int:
+    """Opens one channel, the first time, and keeps it for every later call."""
+    if "channel" not in _kept:
+        _kept["channel"] = grpc.insecure_channel(target)
+    stub = calculator_pb2_grpc.CalculatorStub(_kept["channel"])
+    return stub.Multiply(calculator_pb2.MultiplyRequest(a=a, b=b), timeout=5).result
+
+
+def wraps_the_error(target: str, a: int, b: int) -> int:
+    try:
+        return multiply(target, a, b)
+    except grpc.RpcError as error:
+        raise RuntimeError(f"the call failed: {error.code()}") from None
+
+
 WRONG_ANSWERS = [
+    WrongAnswer("0.1", "returns 0 when the call fails", (zero_on_error,),
+                says="returned a value although the call failed"),
+    WrongAnswer("0.1", "no timeout: waits forever on a server that never answers", (no_timeout,),
+                says="give every call a deadline"),
+    WrongAnswer("0.1", "keeps the channel of its first call", (keeps_first_channel,),
+                says="connect to the `target` of each call, not to one kept from an earlier call"),
+    WrongAnswer("0.1", "turns the RpcError into a RuntimeError", (wraps_the_error,),
+                says="let the call's own RpcError reach the caller"),
     WrongAnswer("0.1", "computes a * b locally, never calls the server", (locally,),
                 says="received no Multiply(6, 7) call"),
     WrongAnswer("0.1", "calls Add instead of Multiply", (with_add,), says="called Add"),
@@ -77,5 +116,7 @@ def test_correct_answers_pass(answer, capsys) -> None:
 
 
 def teardown_module() -> None:
+    if "channel" in _kept:
+        _kept.pop("channel").close()
     if "server" in _notebook_server:
         _notebook_server.pop("server").stop()
