@@ -286,7 +286,70 @@ def unsolved_lookup(stub: Any, names: list[str]) -> tuple[dict, list[str]]:
     raise NotImplementedError("Exercise 4.3: not solved yet")
 
 
+class CaseInsensitive(PeopleDirectory):
+    def GetPerson(self, request, context):
+        if not request.name:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is empty")
+        for name, person in self.people.items():
+            if name.lower() == request.name.lower():
+                return person
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no person named {request.name!r}")
+
+
+class PrefixMatch(PeopleDirectory):
+    def GetPerson(self, request, context):
+        if not request.name:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is empty")
+        for name, person in self.people.items():
+            if name.startswith(request.name):
+                return person
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no person named {request.name!r}")
+
+
+class StrippedName(PeopleDirectory):
+    def GetPerson(self, request, context):
+        name = request.name.strip()
+        if not name:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is empty")
+        if name not in self.people:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no person named {name!r}")
+        return self.people[name]
+
+
+class SubstringStream(PeopleDirectory):
+    def GetPeople(self, request_iterator, context):
+        for request in request_iterator:
+            result = people_pb2.PersonResult(requested_name=request.name)
+            matches = [p for n, p in self.people.items() if request.name and request.name in n]
+            if matches:
+                result.person.CopyFrom(matches[0])
+            else:
+                result.error = f"no person named {request.name!r}"
+            yield result
+
+
+def catches_the_error(stub: Any, names: list[str]) -> tuple[dict, list[str]]:
+    found: dict = {}
+    try:
+        for result in stub.GetPeople(iter([people_pb2.Name(name=n) for n in names]), timeout=5):
+            if result.HasField("person"):
+                found[result.requested_name] = result.person
+    except grpc.RpcError:
+        pass
+    return found, [name for name in names if name not in found]
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("4.1", "case-insensitive match", (CaseInsensitive,),
+                "GetPerson('alice') succeeded with a person named 'Alice' although nobody"),
+    WrongAnswer("4.1", "prefix match (startswith)", (PrefixMatch,),
+                "GetPerson('An') among the people"),
+    WrongAnswer("4.1", "strips spaces from the name", (StrippedName,),
+                "the reference gives status NOT_FOUND"),
+    WrongAnswer("4.2", "substring match", (SubstringStream,),
+                "among the people"),
+    WrongAnswer("4.3", "catches the RpcError: a failed stream reads as missing names",
+                (catches_the_error,), "a failed call is not a list of missing names"),
     WrongAnswer("4.1", "answers an unknown name with a 'Not Found' person (the seed)",
                 (SentinelGetPerson,), "a made-up reply is a sentinel"),
     WrongAnswer("4.1", "NOT_FOUND for an empty name too", (NotFoundForEmptyToo,),

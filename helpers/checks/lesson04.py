@@ -7,9 +7,12 @@ from collections import Counter
 from typing import Any, Callable, Iterator
 
 import grpc
+from hypothesis import strategies as st
 
 from helpers.checks.core import (
     Mismatch,
+    abort_after,
+    compare_with_reference,
     describe_rpc_error,
     exercise,
     expect,
@@ -35,6 +38,27 @@ def _people() -> dict[str, Person]:
     return {**sample_people(), "Zed": Person(name="Zed", age=41, hobbies=["chess"])}
 
 
+def _crowd() -> dict[str, Person]:
+    """People whose names are prefixes of each other and differ only in case."""
+    names = ["Ann", "Anna", "anna", "Annabel", "Bob", "Zed", "Zed Jr"]
+    return {name: Person(name=name, age=20 + i) for i, name in enumerate(names)}
+
+
+def _lookups() -> Any:
+    """Names to look up in `_crowd()`: stored ones, their prefixes, case changes, extensions."""
+    stored = list(_crowd())
+    variants = [name[:cut] for name in stored for cut in range(len(name))]
+    variants += [name.upper() for name in stored] + [name.swapcase() for name in stored]
+    variants += [name + suffix for name in stored for suffix in (" ", "s", "x")]
+    variants += [" " + name for name in stored]
+    return st.sampled_from(stored + variants + ["", "Carol", "ann a"])
+
+
+def _person_outcome(stub: Any) -> Callable[[str], Any]:
+    """name -> the Person GetPerson returned (a failed call raises its RpcError)."""
+    return lambda name: stub.GetPerson(pb2.Name(name=name), timeout=TIMEOUT)
+
+
 def _get_person(stub: Any, name: str) -> tuple[Any, grpc.RpcError | None]:
     try:
         return stub.GetPerson(pb2.Name(name=name), timeout=TIMEOUT), None
@@ -49,9 +73,8 @@ def _get_person(stub: Any, name: str) -> tuple[Any, grpc.RpcError | None]:
     hint="Look the name up in self.people. A missing name is an error of the call, not a "
     "reply: end the call with context.abort and a status code. An empty name is a different "
     "mistake (the caller's), with its own code.",
-    second_hint="`if not request.name:` context.abort(grpc.StatusCode.INVALID_ARGUMENT, ...); "
-    "`if request.name not in self.people:` context.abort(grpc.StatusCode.NOT_FOUND, "
-    "f'no person named {request.name!r}'); otherwise return self.people[request.name].",
+    second_hint="A name matches only when it is exactly a stored name: not a prefix of one, not "
+    "the same letters in another case. Test the empty name before looking anything up.",
 )
 def get_person(servicer: Any) -> str:
     people = _people()
@@ -79,7 +102,17 @@ def get_person(servicer: Any) -> str:
                    f"the NOT_FOUND message {error.details()!r} should name {name!r}")
         _, error = _get_person(stub, "")
         expect_error_status(error, grpc.StatusCode.INVALID_ARGUMENT, "GetPerson('') (an empty name)")
-    return "2 known names found, 2 unknown ones NOT_FOUND naming the name, an empty one INVALID_ARGUMENT"
+    crowd = _crowd()
+    with stub_for("people", "PeopleDirectory", _instance(servicer, crowd)) as yours:
+        with stub_for("people", "PeopleDirectory", PeopleDirectory(crowd),
+                      name="check-reference") as reference:
+            compared = compare_with_reference(
+                _person_outcome(yours), _person_outcome(reference), _lookups(),
+                lambda name: f"GetPerson({name!r}) among the people {sorted(crowd)}",
+                examples=["Ann", "Anna", "anna", "An", "ANN", "Zed", "Zed Jr"], max_examples=30)
+    return (f"known names found, unknown ones NOT_FOUND naming the name, an empty one "
+            f"INVALID_ARGUMENT, and {compared} lookups among names that are prefixes or case "
+            "variants of each other agree with the reference")
 
 
 def _one_by_one(stub: Any, name: str) -> pb2.PersonResult:
@@ -116,9 +149,8 @@ def _one_by_one(stub: Any, name: str) -> pb2.PersonResult:
     hint="A generator: loop over request_iterator and yield one PersonResult per name, inside "
     "the loop. An unknown or empty name gets a result too, with its `error` set, and the loop "
     "carries on.",
-    second_hint="`for request in request_iterator:` result = "
-    "people_pb2.PersonResult(requested_name=request.name); then "
-    "result.person.CopyFrom(self.people[request.name]) or result.error = '...'; `yield result`.",
+    second_hint="A oneof field is set by assigning it (error) or by copying into it (person, a "
+    "message field cannot be assigned). Names match exactly, as in 4.1.",
 )
 def get_people(servicer: Any) -> str:
     people = _people()
@@ -156,8 +188,25 @@ def get_people(servicer: Any) -> str:
                      "an empty stream's results")
         reply = _one_by_one(stub, "Bob")
         expect_equal(reply.person, people["Bob"], "the reply to 'Bob' on an open stream")
+    crowd = _crowd()
+
+    def results(stub: Any) -> Callable[[list[str]], list[tuple]]:
+        def call(names: list[str]) -> list[tuple]:
+            replies = stub.GetPeople(iter([pb2.Name(name=n) for n in names]), timeout=TIMEOUT)
+            return [(r.requested_name, r.WhichOneof("outcome"),
+                     r.person if r.HasField("person") else None) for r in replies]
+        return call
+
+    with stub_for("people", "PeopleDirectory", _instance(servicer, crowd)) as yours:
+        with stub_for("people", "PeopleDirectory", PeopleDirectory(crowd),
+                      name="check-reference") as reference:
+            compared = compare_with_reference(
+                results(yours), results(reference), st.lists(_lookups(), max_size=6),
+                lambda names: f"GetPeople({names}) among the people {sorted(crowd)}",
+                examples=[["Ann", "An", "anna", "Anna"]], max_examples=20)
     return ("5 names got 5 results in order (2 of them errors), each reply came as its name "
-            "arrived, and the stream ended OK")
+            f"arrived, the stream ended OK, and {compared} streams of look-alike names agree "
+            "with the reference")
 
 
 class _CountingDirectory(PeopleDirectory):
@@ -178,6 +227,13 @@ class _CountingDirectory(PeopleDirectory):
         yield from super().GetPeople(request_iterator, context)
 
 
+class _FailingDirectory(PeopleDirectory):
+    """The reference directory, whose GetPeople stream fails after two replies."""
+
+    def GetPeople(self, request_iterator, context):
+        yield from abort_after(super().GetPeople(request_iterator, context), 2, context)
+
+
 @exercise(
     "4.3",
     "Stream names and collect the replies",
@@ -185,10 +241,9 @@ class _CountingDirectory(PeopleDirectory):
     hint="One stub.GetPeople call with an iterator of Name messages (and a timeout=); iterate "
     "over what it returns. Each result says which name it answers, and HasField tells "
     "whether it holds a person.",
-    second_hint="requests = (people_pb2.Name(name=n) for n in names); then "
-    "`for result in stub.GetPeople(requests, timeout=5):` and put result.person in "
-    "found[result.requested_name] if result.HasField('person'), else append "
-    "result.requested_name to missing.",
+    second_hint="The requests can be a generator expression over `names`. A result whose "
+    "`person` is not set is a missing name; a call that fails is not: it is the caller's "
+    "problem, so don't catch its error.",
 )
 def lookup_people(lookup: Callable[..., tuple[dict, list[str]]]) -> str:
     people = _people()
@@ -232,5 +287,18 @@ def lookup_people(lookup: Callable[..., tuple[dict, list[str]]]) -> str:
                          f"`missing` for {names} (the names that got an error, in the order sent)")
     expect(servicer.time_left and all(left < 3600 for left in servicer.time_left),
            "a GetPeople call had no deadline: pass timeout= to stub.GetPeople")
+    with stub_for("people", "PeopleDirectory", _FailingDirectory(people),
+                  name="check-failing") as stub:
+        names = ["Alice", "Bob", "Zed", "Carol"]
+        try:
+            got = lookup(stub, names)
+        except grpc.RpcError as error:
+            expect(error.code() == grpc.StatusCode.UNAVAILABLE,
+                   f"a stream failing midway raised {describe_rpc_error(error)}, expected the "
+                   "stream's own UNAVAILABLE")
+        else:
+            raise Mismatch(f"when the GetPeople stream failed after 2 replies, lookup_people "
+                           f"returned {got!r}: a failed call is not a list of missing names; "
+                           "let its RpcError reach the caller")
     return (f"{len(cases)} lookups, one GetPeople stream each (with a deadline), found and "
-            "missing split right, in order")
+            "missing split right, in order; a stream failing midway raised its error")
