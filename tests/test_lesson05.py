@@ -109,6 +109,38 @@ class ReentrantStoreWithSerializedCopies(UserStore):
             return User.FromString(user.SerializeToString())
 
 
+class OwnLockForCreate(UserStore):
+    """A lock of create's own: creates exclude each other, but not get/page/update."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._create_lock = threading.Lock()
+
+    def create(self, name: str, email: str) -> User:
+        with self._create_lock:
+            if self._email_in_use(email):
+                raise EmailTaken(email)
+            user = User(id=self._next_id, name=name, email=email)
+            self._users[user.id] = user
+            self._next_id += 1
+            return User.FromString(user.SerializeToString())
+
+
+class AcquireWithoutFinally(UserStore):
+    """acquire() and release() by hand: an EmailTaken leaves the lock held forever."""
+
+    def create(self, name: str, email: str) -> User:
+        self._lock.acquire()
+        if self._email_in_use(email):
+            raise EmailTaken(email)
+        user = User(id=self._next_id, name=name, email=email)
+        self._users[user.id] = user
+        self._next_id += 1
+        copy = User.FromString(user.SerializeToString())
+        self._lock.release()
+        return copy
+
+
 class UnsolvedStore(UserStore):
     def create(self, name: str, email: str) -> User:
         raise NotImplementedError("Exercise 5.1: not solved yet")
@@ -205,6 +237,30 @@ class EmailTakenUncaught(UserService):
         return self.store.create(request.name.strip(), request.email)
 
 
+class PreCheckOnly(UserService):
+    """Looks for the email before creating, and never expects the store to refuse it."""
+
+    def CreateUser(self, request, context):
+        if violations := _violations(request.name, request.email):
+            reject(context, violations)
+        users, _ = self.store.page(0, 10_000)
+        if any(user.email == request.email for user in users):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "that email is already in use")
+        return self.store.create(request.name.strip(), request.email)
+
+
+class LengthBeforeStrip(UserService):
+    """Measures the name before stripping its spaces."""
+
+    def CreateUser(self, request, context):
+        violations = _violations(request.name, request.email)
+        if len(request.name) > 100 and not any(v.field == "name" for v in violations):
+            violations.append(FieldViolation(field="name", description="too long"))
+        if violations:
+            reject(context, violations)
+        return _create_or_exists(self, request.name.strip(), request.email, context)
+
+
 class UnsolvedService(UserService):
     def CreateUser(self, request, context):
         raise NotImplementedError("Exercise 5.2: not solved yet")
@@ -253,6 +309,19 @@ class OffsetTokens(UserService):
         more = offset + size < len(users)
         return users_pb2.ListUsersResponse(users=page,
                                            next_page_token=str(offset + size) if more else "")
+
+
+class AfterIdPlusSize(UserService):
+    """A token of after_id + size: right until a user is deleted ahead of the walk."""
+
+    def ListUsers(self, request, context):
+        after_id = decode_page_token(request.page_token) if request.page_token else 0
+        if request.page_size < 0:
+            reject(context, [FieldViolation(field="page_size", description="must not be negative")])
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        users, more = self.store.page(after_id, size)
+        token = encode_page_token(after_id + size) if more else ""
+        return users_pb2.ListUsersResponse(users=users, next_page_token=token)
 
 
 class RefusesLargePageSize(UserService):
@@ -310,6 +379,17 @@ def first_detail_only(error: grpc.RpcError) -> dict[str, str]:
     return {v.field: v.description for v in bad_request.field_violations}
 
 
+def first_bad_request_only(error: grpc.RpcError) -> dict[str, str]:
+    """Skips other details, but stops at the first BadRequest."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            return {v.field: v.description for v in bad_request.field_violations}
+    return {}
+
+
 def parses_the_message(error: grpc.RpcError) -> dict[str, str]:
     parts = [part.split(": ", 1) for part in (error.details() or "").split("; ")]
     return {part[0]: part[1] for part in parts if len(part) == 2}
@@ -344,6 +424,18 @@ def unsolved_field_errors(error: grpc.RpcError) -> dict[str, str]:
 WHOLE_CREATE = "hold self._lock for the whole create"
 
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("5.1", "a lock of create's own, not self._lock", (OwnLockForCreate,),
+                "without holding self._lock"),
+    WrongAnswer("5.1", "acquire()/release() without try/finally", (AcquireWithoutFinally,),
+                "self._lock was still held"),
+    WrongAnswer("5.2", "a duplicate pre-check, EmailTaken not handled", (PreCheckOnly,),
+                "a check before create() cannot see a create racing it"),
+    WrongAnswer("5.2", "the length measured before stripping", (LengthBeforeStrip,),
+                "the reference gives ('created'"),
+    WrongAnswer("5.3", "a token of after_id + size", (AfterIdPlusSize,),
+                "user 15 was deleted after page 1"),
+    WrongAnswer("5.4", "stops at the first BadRequest", (first_bad_request_only,),
+                "not only the first one"),
     WrongAnswer("5.1", "no lock at all", (UnlockedStore,), WHOLE_CREATE),
     WrongAnswer("5.1", "`with threading.Lock():` (a new lock per call)", (NewLockEachCall,),
                 WHOLE_CREATE),

@@ -13,15 +13,19 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hypothesis import strategies as st
+
 from helpers.checks.core import (
     Mismatch,
+    compare_with_reference,
     describe_rpc_error,
     exercise,
     expect,
     expect_equal,
     stub_for,
+    within,
 )
-from helpers.reference import UserService, UserStore, field_errors, users_pb2 as pb2
+from helpers.reference import EmailTaken, UserService, UserStore, field_errors, users_pb2 as pb2
 from helpers.reference.users import MAX_PAGE_SIZE
 
 LESSON = "05_user_service"
@@ -89,18 +93,103 @@ def _hands_out_copies(store_class: type) -> None:
            "the lock; return a copy (copy_of, or users_pb2.User() and CopyFrom) made under the lock")
 
 
+class _OwnedLock:
+    """A Lock that knows which thread holds it (to see whether a write happened under it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # re-entrant, like the RLock a correct store may use
+        self.owner: int | None = None
+        self.depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking, timeout):
+            self.owner, self.depth = threading.get_ident(), self.depth + 1
+            return True
+        return False
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.owner = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self.owner is not None
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class _GuardedUsers(dict):
+    """The store's users dict, noting every access made without the store's lock held."""
+
+    def __init__(self, lock: _OwnedLock) -> None:
+        super().__init__()
+        self.lock = lock
+        self.unguarded: list[str] = []
+
+    def _note(self, what: str) -> None:
+        if self.lock.owner != threading.get_ident():
+            self.unguarded.append(what)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._note("stored a user")
+        super().__setitem__(key, value)
+
+    def values(self) -> Any:
+        self._note("read the users (the email check)")
+        return super().values()
+
+
+def _expect_create_under_the_lock(store_class: type) -> None:
+    """Every read and write of create() happens while self._lock itself is held."""
+    store = store_class()
+    if not (hasattr(store, "_lock") and isinstance(getattr(store, "_users", None), dict)):
+        return  # a different design: the concurrency tests judge it
+    store._lock = _OwnedLock()
+    store._users = _GuardedUsers(store._lock)
+    store.create("Ada", "ada@example.com")
+    unguarded = store._users.unguarded
+    expect(not unguarded, f"create {unguarded[0]} without holding self._lock: a lock of its own "
+           "(or a new Lock per call) does not keep out get, page and update, which hold "
+           "self._lock; " + WHOLE_CREATE if unguarded else "")
+
+
+def _expect_lock_released_after_error(store_class: type) -> None:
+    """create() raising EmailTaken must not leave the lock held."""
+    store = store_class()
+    store.create("Ada", "ada@example.com")
+    try:
+        store.create("Ada again", "ada@example.com")
+    except EmailTaken:
+        pass
+    else:
+        raise Mismatch("a second create with the same email succeeded; the store must raise "
+                       "EmailTaken")
+    within(3, lambda: store.get(1),
+           "after create raised EmailTaken, self._lock was still held and get() waited for it: "
+           "release the lock on every path out (`with self._lock:` does it; acquire() needs "
+           "try/finally)")
+
+
 @exercise(
     "5.1",
     "A store that is safe behind a thread pool",
     notebook=LESSON,
     hint="Two rules: the email check, the new id and the insert happen as one step under "
     "self._lock; and nothing the lock guards leaves it, so hand out a copy of the new user.",
-    second_hint="`with self._lock: return copy_of(super().create(name, email))`.",
+    second_hint="Look at how the other methods of SafeUserStore do it: which lock, and what they "
+    "return. The lock must be released even when the unsafe create raises.",
 )
 def safe_store(store_class: Any) -> str:
     expect(isinstance(store_class, type), "pass the class SafeUserStore itself, not an instance")
     store_class().create("probe", "probe@example.com")  # raises if not solved yet
     _hands_out_copies(store_class)
+    _expect_lock_released_after_error(store_class)
+    _expect_create_under_the_lock(store_class)
     store, count = store_class(), 1000
     ids = _concurrent_creates(store, count)
     expect(sorted(ids) == list(range(1, count + 1)),
@@ -113,7 +202,8 @@ def safe_store(store_class: Any) -> str:
         expect(created == 1, f"20 threads created the same email at once and {created} succeeded "
                f"(expected exactly 1): {WHOLE_CREATE}")
     return (f"{count} concurrent creates got distinct ids 1..{count}; duplicate emails refused; "
-            "create hands out a copy")
+            "create reads and writes under self._lock, releases it when it raises, and hands "
+            "out a copy")
 
 
 def _rejected_fields(rpc: Callable, request: Any, what: str) -> set[str]:
@@ -141,10 +231,9 @@ def _create(name: str, email: str) -> pb2.CreateUserRequest:
     hint="Check every field before touching the store and collect all the problems, so one "
     "reply names them all; a duplicate email is found by the store (EmailTaken), and it is not "
     "a bad argument.",
-    second_hint="Collect FieldViolation(field='name' or 'email', description=...) from "
-    "request.name.strip() (empty, too long) and EMAIL_PATTERN.fullmatch(request.email); if any, "
-    "reject(context, violations). Then `try: return self.store.create(name, request.email)` "
-    "and `except EmailTaken: context.abort(grpc.StatusCode.ALREADY_EXISTS, ...)`.",
+    second_hint="The whole email must match, not its beginning; the name's length counts after "
+    "the spaces around it are gone. Only the store knows for sure whether an email is taken, "
+    "at the moment it inserts: a look before create() can be out of date.",
 )
 def validation(service_class: Any) -> str:
     with stub_for("users", "UserService", service_class(UserStore())) as stub:
@@ -171,12 +260,68 @@ def validation(service_class: Any) -> str:
                    "ALREADY_EXISTS")
         else:
             raise Mismatch("CreateUser with an email already in use succeeded")
-    return f"valid users created; {len(cases)} bad requests got their field violations; " \
-           "a duplicate email got ALREADY_EXISTS"
+    with stub_for("users", "UserService", service_class(_RaceLostStore())) as stub:
+        try:
+            stub.CreateUser(_create("Twin", _RaceLostStore.TAKEN), timeout=5)
+        except grpc.RpcError as error:
+            expect(error.code() == grpc.StatusCode.ALREADY_EXISTS,
+                   f"CreateUser for an email that another call took a moment earlier ended with "
+                   f"{describe_rpc_error(error)}, expected ALREADY_EXISTS: a check before "
+                   "create() cannot see a create racing it; handle the store's EmailTaken")
+        else:
+            raise Mismatch("CreateUser succeeded although the store raised EmailTaken")
+    compared = _compare_creates(service_class)
+    return (f"valid users created; {len(cases)} bad requests got their field violations; "
+            "a duplicate email got ALREADY_EXISTS, even when it lost a race; "
+            f"{compared} generated requests agree with the reference")
 
 
-def _walk(stub: Any, page_size: int, store: UserStore | None = None) -> list[list[int]]:
-    """The ids of each page; with `store`, delete user 3 after the first page."""
+class _RaceLostStore(UserStore):
+    """A store where TAKEN looks free to every reader, but create() finds it taken: the
+    moment right after another call created it."""
+
+    TAKEN = "twin@example.com"
+
+    def create(self, name: str, email: str) -> pb2.User:
+        if email == self.TAKEN:
+            raise EmailTaken(email)
+        return super().create(name, email)
+
+
+_NAMES = st.one_of(st.sampled_from(["", " ", "Ada", "  Ada  ", "x" * 100, " " + "x" * 100 + " ",
+                                    "x" * 101, "\tBo\n"]), st.text(max_size=8))
+_EMAILS = st.one_of(st.sampled_from(["ada@example.com", "ada@example", "@example.com",
+                                     "a@b.c", "a b@c.d", "a@b.c and more", " a@b.c", "a@@b.c",
+                                     "", "bo@example.com"]), st.text(max_size=10))
+
+
+def _create_outcome(stub: Any) -> Callable[[tuple[str, str]], Any]:
+    """(name, email) -> (name, email) created, or the sorted fields of a rejection."""
+    def call(request: tuple[str, str]) -> Any:
+        try:
+            user = stub.CreateUser(_create(*request), timeout=5)
+        except grpc.RpcError as error:
+            if error.code() == INVALID:
+                return ("rejected", sorted(field_errors(error)))
+            raise
+        return ("created", user.name, user.email)
+    return call
+
+
+def _compare_creates(service_class: type) -> int:
+    with stub_for("users", "UserService", service_class(UserStore())) as yours:
+        with stub_for("users", "UserService", UserService(UserStore()),
+                      name="check-reference") as reference:
+            return compare_with_reference(
+                _create_outcome(yours), _create_outcome(reference), st.tuples(_NAMES, _EMAILS),
+                lambda request: f"CreateUser(name={request[0]!r}, email={request[1]!r})",
+                examples=[(" " + "x" * 100 + " ", "edge@example.com"), ("Bo", "bo@example.co.uk"),
+                          ("\u00a0Bo", "bo2@example.com")], max_examples=40)
+
+
+def _walk(stub: Any, page_size: int, store: UserStore | None = None,
+          delete: int = 3) -> list[list[int]]:
+    """The ids of each page; with `store`, delete user `delete` after the first page."""
     pages, request = [], pb2.ListUsersRequest(page_size=page_size)
     while len(pages) < 20:
         try:
@@ -188,7 +333,7 @@ def _walk(stub: Any, page_size: int, store: UserStore | None = None) -> list[lis
         if not reply.next_page_token:
             return pages
         if store is not None and len(pages) == 1:
-            store.delete(3)
+            store.delete(delete)
         request.page_token = reply.next_page_token
     raise Mismatch(f"ListUsers(page_size={page_size}) still had a next_page_token after 20 pages")
 
@@ -200,10 +345,9 @@ def _walk(stub: Any, page_size: int, store: UserStore | None = None) -> list[lis
     hint="Validate both fields first and reject their violations together. A page size of 0 "
     "means the default and one above the maximum is clamped (AIP-158); only a negative one is "
     "refused. The token remembers the last id of the page, not how many users to skip.",
-    second_hint="Violations for page_size < 0 and for a page_token that decode_page_token "
-    "rejects (ValueError); then size = min(request.page_size or DEFAULT_PAGE_SIZE, "
-    "MAX_PAGE_SIZE); users, more = self.store.page(after_id, size); next_page_token = "
-    "encode_page_token(users[-1].id) if more else ''.",
+    second_hint="A token must still be right when users are deleted while a client walks the "
+    "pages: so it cannot be a count or an offset. What does the last page look like, and "
+    "what does its token hold?",
 )
 def pagination(service_class: Any) -> str:
     store = UserStore()
@@ -219,6 +363,11 @@ def pagination(service_class: Any) -> str:
         expect_equal(_walk(stub, 10, store=store)[1][0], 11,
                      "the first id on page 2 after user 3 (on page 1) was deleted; a token "
                      "should remember the last id seen, not an offset: so")
+        seen = [user_id for page in _walk(stub, 10, store=store, delete=15) for user_id in page]
+        expect(len(seen) == len(set(seen)),
+               f"user 15 was deleted after page 1 of a walk, and the walk then showed "
+               f"{sorted(i for i in set(seen) if seen.count(i) > 1)} twice: a token should "
+               "remember the last id seen, not an offset or a count")
         for request, fields in [
             (pb2.ListUsersRequest(page_size=-1), {"page_size"}),
             (pb2.ListUsersRequest(page_token="garbage"), {"page_token"}),
@@ -245,17 +394,22 @@ def pagination(service_class: Any) -> str:
 
 
 class _ServiceWithMixedDetails(UserService):
-    """GetUser(7) fails with two details: a RetryInfo, then a BadRequest."""
+    """GetUser(7) fails with a RetryInfo, then a BadRequest; GetUser(8) with two BadRequests
+    and a RetryInfo between them."""
 
     def GetUser(self, request, context):
-        if request.id != 7:
+        if request.id not in (7, 8):
             return super().GetUser(request, context)
-        retry, bad = any_pb2.Any(), any_pb2.Any()
+        retry, bad, more = any_pb2.Any(), any_pb2.Any(), any_pb2.Any()
         retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
         bad.Pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field="id", description="7 is reserved")]))
+        more.Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="name", description="too short"),
+            error_details_pb2.BadRequest.FieldViolation(field="email", description="no @")]))
+        details = [retry, bad] if request.id == 7 else [bad, retry, more]
         status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="the request was refused",
-                                   details=[retry, bad])
+                                   details=details)
         context.abort_with_status(rpc_status.to_status(status))
 
 
@@ -274,9 +428,9 @@ def _error_of(rpc: Callable, request: Any) -> grpc.RpcError:
     hint="The violations travel in the status details, not in the message text. An error "
     "may have no details at all, and a status may carry details of other types before the "
     "BadRequest.",
-    second_hint="status = rpc_status.from_call(error) is None when there are no details; "
-    "otherwise for detail in status.details: if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR), "
-    "Unpack it into error_details_pb2.BadRequest() and read its field_violations.",
+    second_hint="The status can be missing (no details at all). Each detail is an Any: ask it "
+    "its type before unpacking, and don't stop at the first BadRequest: a status may carry "
+    "more than one.",
 )
 def read_field_errors(learner_field_errors: Callable[[grpc.RpcError], dict[str, str]]) -> str:
     with stub_for("users", "UserService", _ServiceWithMixedDetails()) as stub:
@@ -293,6 +447,10 @@ def read_field_errors(learner_field_errors: Callable[[grpc.RpcError], dict[str, 
              "field", stub.GetUser, pb2.GetUserRequest(id=7), {"id": "7 is reserved"},
              ": read the violations from the BadRequest detail (not the message text), and look "
              "at every detail, not only the first"),
+            ("GetUser(8), with two BadRequest details and a RetryInfo between them", stub.GetUser,
+             pb2.GetUserRequest(id=8),
+             {"id": "7 is reserved", "name": "too short", "email": "no @"},
+             ": collect the violations of every BadRequest detail, not only the first one"),
         ]
         for what, rpc, request, expected, advice in cases:
             got = learner_field_errors(_error_of(rpc, request))
