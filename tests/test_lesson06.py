@@ -488,7 +488,125 @@ class NoPauseFeed(LiveFeed):
                 yield feature
 
 
+class TotalsOnSelf(RouteGuide):
+    """Running totals kept on the servicer: the second call adds to the first."""
+
+    point_count = feature_count = 0
+    total = 0.0
+
+    def RecordRoute(self, request_iterator, context):
+        previous, first_at, last_at = None, None, None
+        for point in request_iterator:
+            require_valid_point(point, context)
+            last_at = time.monotonic()
+            first_at = first_at or last_at
+            self.point_count += 1
+            if feature_at(self.features, point) is not None:
+                self.feature_count += 1
+            if previous is not None:
+                self.total += distance_m(previous, point)
+            previous = point
+        return pb2.RouteSummary(
+            point_count=self.point_count, feature_count=self.feature_count,
+            distance=int(self.total), elapsed_time=int(last_at - first_at) if last_at else 0)
+
+
+class ClockFromCallStart(RouteGuide):
+    """elapsed_time from the start of the call, not from the first point."""
+
+    def RecordRoute(self, request_iterator, context):
+        start = time.monotonic()
+        summary = super().RecordRoute(request_iterator, context)
+        summary.elapsed_time = int(time.monotonic() - start)
+        return summary
+
+
+class ClockFromInit(RouteGuide):
+    """The start time taken once, in __init__."""
+
+    def __init__(self, features):
+        super().__init__(features)
+        self.start = time.monotonic()
+
+    def RecordRoute(self, request_iterator, context):
+        summary = super().RecordRoute(request_iterator, context)
+        summary.elapsed_time = int(time.monotonic() - self.start)
+        return summary
+
+
+class RoundedElapsed(RouteGuide):
+    def RecordRoute(self, request_iterator, context):
+        first_at = last_at = None
+        points = []
+        for point in request_iterator:
+            last_at = time.monotonic()
+            first_at = first_at or last_at
+            points.append(point)
+        summary = super().RecordRoute(iter(points), context)
+        summary.elapsed_time = round(last_at - first_at) if points else 0
+        return summary
+
+
+class NotesEmptiedPerCall(RouteGuide):
+    """Notes on self, emptied when a call starts: two chats at once share them."""
+
+    def RouteChat(self, request_iterator, context):
+        self.notes = []
+        for note in request_iterator:
+            require_valid_point(note.location, context, "note location")
+            for earlier in list(self.notes):
+                if earlier.location == note.location:
+                    yield earlier
+            self.notes.append(note)
+
+
+class NoRectangleFeed(LiveFeed):
+    def ListFeatures(self, request, context):
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        for feature in self.features:
+            yield feature
+            if ended.wait(self.pause):
+                return
+
+
+class FixedWaitFeed(LiveFeed):
+    def ListFeatures(self, request, context):
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        for feature in self.features:
+            if in_rectangle(feature.location, request):
+                yield feature
+                if ended.wait(1):
+                    return
+
+
+class ReturnsWhenPauseRunsOut(LiveFeed):
+    def ListFeatures(self, request, context):
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        for feature in self.features:
+            if in_rectangle(feature.location, request):
+                yield feature
+                if not ended.wait(self.pause):
+                    return
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("6.2", "running totals on self", (TotalsOnSelf,), "not to self"),
+    WrongAnswer("6.2", "the clock starts with the call", (ClockFromCallStart,),
+                "start the clock at the first point"),
+    WrongAnswer("6.2", "the start time taken in __init__", (ClockFromInit,),
+                "start the clock at the first point"),
+    WrongAnswer("6.2", "elapsed_time rounded, not rounded down", (RoundedElapsed,),
+                "whole seconds, rounded down"),
+    WrongAnswer("6.4", "notes on self, emptied when a call starts", (NotesEmptiedPerCall,),
+                "instead of his own earlier note: each chat keeps its own notes"),
+    WrongAnswer("6.5", "no rectangle filter", (NoRectangleFeed,),
+                "yield only the features inside the rectangle"),
+    WrongAnswer("6.5", "a hard-coded wait(1)", (FixedWaitFeed,), "not a fixed time"),
+    WrongAnswer("6.5", "returns when the pause runs out", (ReturnsWhenPauseRunsOut,),
+                "return only when this call has ended"),
     WrongAnswer("6.1", "assumes lo is the south-west corner", (OrderedCornersOnly,),
                 "lo and hi swapped"),
     WrongAnswer("6.1", "leaves out features on the edge", (EdgesExcluded,),

@@ -15,10 +15,12 @@ from collections import abc
 from typing import Any, Iterator
 
 import grpc
+from hypothesis import strategies as st
 
 from helpers import protos
 from helpers.checks.core import (
-    Mismatch, describe_rpc_error, exercise, expect, expect_equal, expect_error_status, stub_for,
+    Mismatch, compare_with_reference, describe_rpc_error, exercise, expect, expect_equal,
+    expect_error_status, stub_for,
 )
 from helpers.reference.routeguide import (
     AREA, RouteGuide as ReferenceGuide, distance_m, make_features, routeguide_pb2 as pb2,
@@ -58,8 +60,9 @@ def _expect_stream_status(call: Any, expected: grpc.StatusCode, what: str) -> No
     notebook=LESSON,
     hint="A server-streaming servicer is a generator: each `yield` sends one message. Which "
     "corner is south-west is not given, and a feature on an edge is inside.",
-    second_hint="Loop over self.features and `yield feature` when its latitude is between "
-    "min(lo.latitude, hi.latitude) and max(...) (edges included), the same for longitude.",
+    second_hint="Work out the rectangle's south, north, west and east edges from both corners "
+    "first; then a feature is inside when both of its coordinates lie between their edges, "
+    "edges themselves included.",
 )
 def list_features(servicer: Any) -> str:
     features = make_features(count=60, seed=61)
@@ -85,18 +88,33 @@ def list_features(servicer: Any) -> str:
         _expect_stream_status(
             lambda: stub.ListFeatures(pb2.Rectangle(lo=lo), timeout=TIMEOUT),
             INVALID_ARGUMENT, "ListFeatures with no hi corner")
-    return f"{len(rectangles)} rectangles streamed the right features; a missing corner is refused"
+        # Corners drawn on features' own coordinates (and one unit off), so edges get tested.
+        lats = sorted({f.location.latitude for f in guide.features})
+        lngs = sorted({f.location.longitude for f in guide.features})
+        coordinate = st.tuples(st.sampled_from(lats), st.sampled_from([-1, 0, 0, 1]))
+        corner = st.builds(lambda lat, lng: _point(lat[0] + lat[1], lng[0] + lng[1]),
+                           coordinate, st.tuples(st.sampled_from(lngs),
+                                                 st.sampled_from([-1, 0, 0, 1])))
+        compared = compare_with_reference(
+            lambda r: sorted(f.name for f in stub.ListFeatures(r, timeout=TIMEOUT)),
+            lambda r: sorted(f.name for f in reference.ListFeatures(r, None)),
+            st.builds(lambda lo, hi: pb2.Rectangle(lo=lo, hi=hi), corner, corner),
+            lambda r: (f"the names in the rectangle from ({r.lo.latitude}, {r.lo.longitude}) "
+                       f"to ({r.hi.latitude}, {r.hi.longitude})"), max_examples=40)
+    return (f"{len(rectangles)} rectangles streamed the right features; a missing corner is "
+            f"refused; {compared} rectangles with corners on features' edges agree with the "
+            "reference")
 
 
 @exercise(
     "6.2",
     "RecordRoute's summary",
     notebook=LESSON,
-    hint="A `for` loop over request_iterator sees each point as it arrives. Keep running "
-    "totals, and remember the previous point for the distance.",
-    second_hint="Per point: require_valid_point(point, context), count it, count it as a "
-    "feature when feature_at(...) is not None, add distance_m(previous, point) from the second "
-    "point on (as floats, int() once at the end); elapsed_time from time.monotonic().",
+    hint="A `for` loop over request_iterator sees each point as it arrives. What must you "
+    "remember from one point to the next, and where does that memory belong: to the call, or "
+    "to the servicer that serves every call?",
+    second_hint="The clock starts when the first point arrives, not when the call or the "
+    "servicer begins; the distance is summed as floats and cut to whole metres once.",
 )
 def record_route(servicer: Any) -> str:
     features = make_features(count=40, seed=62)
@@ -104,8 +122,10 @@ def record_route(servicer: Any) -> str:
     route = [f.location for f in guide.features[:5]] + [_point(403_000_000, -741_234_567)]
     route.append(route[0])  # back to the start: a point may be visited twice
     distance = sum(distance_m(a, b) for a, b in zip(route, route[1:]))
+    expected = (len(route), 6, int(distance))
     with stub_for("routeguide", "RouteGuide", guide) as stub:
-        summary = stub.RecordRoute(_slowly(route, pause_before_last=1.2), timeout=TIMEOUT)
+        summary = stub.RecordRoute(_slowly(route, pause_before_first=1.0, pause_before_last=1.6),
+                                   timeout=TIMEOUT)
         expect_equal(summary.point_count, len(route), "point_count for a 7-point route")
         expect_equal(summary.feature_count, 6, "feature_count (6 of the 7 points are features, "
                      "one of them visited twice: count every visit)")
@@ -113,21 +133,35 @@ def record_route(servicer: Any) -> str:
                f"distance: expected {int(distance)} m, got {summary.distance}"
                + (" (add the legs as floats and truncate once, at the end)"
                   if 0 < int(distance) - summary.distance <= len(route) else ""))
-        expect(1 <= summary.elapsed_time <= TIMEOUT,
-               f"elapsed_time: the client took about 1.2 s to send its route, got "
-               f"{summary.elapsed_time}: whole seconds from the start of the call "
-               "(time.monotonic() before the loop, again after it)")
+        expect(summary.elapsed_time == 1,
+               f"elapsed_time: the first point came 1.0 s after the call began and the last "
+               f"1.6 s after the first, so 1 whole second from the first point to the last; "
+               f"got {summary.elapsed_time}"
+               + (": start the clock at the first point, not at the start of the call (or of "
+                  "the servicer)" if summary.elapsed_time >= 2 else "")
+               + (": whole seconds, rounded down" if summary.elapsed_time == 2 else ""))
+        for attempt in ("again", "a third time"):
+            quick = stub.RecordRoute(iter(route), timeout=TIMEOUT)
+            got = (quick.point_count, quick.feature_count, quick.distance)
+            expect(got == expected and quick.elapsed_time == 0,
+                   f"the same 7-point route sent {attempt}, at once, got (point_count, "
+                   f"feature_count, distance, elapsed_time) {got + (quick.elapsed_time,)}, "
+                   f"expected {expected + (0,)}: a call's totals and clock belong to the call "
+                   "(local variables), not to self")
         empty = stub.RecordRoute(iter([]), timeout=TIMEOUT)
-        expect_equal((empty.point_count, empty.feature_count, empty.distance), (0, 0, 0),
-                     "(point_count, feature_count, distance) for a route with no points")
+        expect_equal((empty.point_count, empty.feature_count, empty.distance, empty.elapsed_time),
+                     (0, 0, 0, 0), "(point_count, feature_count, distance, elapsed_time) for a "
+                     "route with no points")
         bad = [route[0], _point(95 * 10**7, 0)]
         _expect_stream_status(lambda: stub.RecordRoute(iter(bad), timeout=TIMEOUT),
                               INVALID_ARGUMENT, "RecordRoute with a latitude of 95 degrees")
-    return "a 7-point route, an empty route and an invalid point got the right answers"
+    return ("a slow 7-point route (elapsed 1 s from its first point to its last), the same route "
+            "twice more without pauses, an empty route and an invalid point got the right summaries")
 
 
-def _slowly(points: list, pause_before_last: float) -> Iterator[Any]:
-    """The points of a route, with a pause before the last one (the trip takes a while)."""
+def _slowly(points: list, pause_before_first: float, pause_before_last: float) -> Iterator[Any]:
+    """The points of a route, with pauses before the first and the last one."""
+    time.sleep(pause_before_first)
     yield from points[:-1]
     time.sleep(pause_before_last)
     yield points[-1]
@@ -173,9 +207,8 @@ def _peak_traced_bytes(run: Any) -> int:
     notebook=LESSON,
     hint="Decide about the size while the chunks arrive, not after the last one, and let each "
     "chunk go once it is counted and hashed.",
-    second_hint="for message in request_iterator: refuse a second info (INVALID_ARGUMENT); add "
-    "len(message.chunk) to size; once size > self.max_bytes, context.abort(grpc.StatusCode."
-    "RESOURCE_EXHAUSTED, ...); else digest.update(message.chunk) and count it. No list.",
+    second_hint="Exactly max_bytes is allowed; the first byte more is not. A chunk that has been "
+    "counted and fed to the hash is not needed any more; and each upload starts from 0.",
 )
 def upload_limit(servicer: Any) -> str:
     limit = 200_000
@@ -279,9 +312,8 @@ class _Chat:
     notebook=LESSON,
     hint="Reply inside the loop over request_iterator, as soon as a reply is known; the notes "
     "you remember belong to this call only.",
-    second_hint="notes = [] inside RouteChat; for note in request_iterator: "
-    "require_valid_point(note.location, context, ...), `yield` every earlier note whose "
-    "location == note.location, then notes.append(note).",
+    second_hint="Two chats can run at the same time on one servicer: whatever a chat "
+    "remembers must be made inside RouteChat, not kept on self (not even emptied per call).",
 )
 def route_chat(servicer: Any) -> str:
     guide = _guide(servicer, make_features(count=20, seed=64))
@@ -317,11 +349,32 @@ def route_chat(servicer: Any) -> str:
             second.close()
         finally:
             second.abandon()
+        # Two chats at the same time: Alice's notes must never reach Bob, nor the reverse.
+        alice, bob = _Chat(stub), _Chat(stub)
+        try:
+            alice.send(pb2.RouteNote(location=here, message="alice 1"))
+            time.sleep(0.1)  # alice's note is remembered before bob says anything
+            bob.send(pb2.RouteNote(location=here, message="bob 1"))
+            time.sleep(0.1)
+            alice.send(pb2.RouteNote(location=here, message="alice 2"))
+            got = alice.receive(2, "to Alice's 2nd note while Bob chatted at the same place")
+            expect(got.message == "alice 1", f"in two chats at once, Alice got {got.message!r} "
+                   "instead of her own earlier note: each chat keeps its own notes, made inside "
+                   "RouteChat, not on self (not even emptied when a call starts)")
+            bob.send(pb2.RouteNote(location=here, message="bob 2"))
+            got = bob.receive(2, "to Bob's 2nd note while Alice chatted at the same place")
+            expect(got.message == "bob 1", f"in two chats at once, Bob got {got.message!r} "
+                   "instead of his own earlier note: each chat keeps its own notes")
+            alice.close()
+            bob.close()
+        finally:
+            alice.abandon()
+            bob.abandon()
         bad = pb2.RouteNote(location=_point(0, 190 * 10**7), message="?")
         _expect_stream_status(lambda: stub.RouteChat(iter([bad]), timeout=TIMEOUT),
                               INVALID_ARGUMENT, "a note at longitude 190 degrees")
-    return ("replies came back while the client was still sending, in order; each chat has "
-            "its own notes; bad input is refused")
+    return ("replies came back while the client was still sending, in order; two chats at "
+            "once each kept their own notes; bad input is refused")
 
 
 FEED_PAUSE = 0.6  # seconds between two features of the feed in check 6.5
@@ -356,8 +409,8 @@ def _read_feed(call: Any, got: list, outcome: dict) -> None:
     notebook=LESSON,
     hint="Cancelling one call must not touch another: the Event that says 'this call is over' "
     "belongs to the call. Where does your ListFeatures create it?",
-    second_hint="Inside ListFeatures: `ended = threading.Event()`, `context.add_callback("
-    "ended.set)`; after each `yield feature`, `if ended.wait(self.pause): return`.",
+    second_hint="An Event's wait(timeout) tells you which happened: the event was set (True) or "
+    "the time ran out (False). Only one of the two means the call is over.",
 )
 def live_feed(servicer: Any) -> str:
     expect(isinstance(servicer, type), "pass the class (it is built with features and pause), "
@@ -371,7 +424,7 @@ def live_feed(servicer: Any) -> str:
         # gets its second feature (so it has waited again since the second call began),
         # and then its client cancels it.
         first = stub.ListFeatures(AREA, timeout=TIMEOUT, metadata=[("call", "first")])
-        next(first)
+        _next_feature(first, 1)
         second = stub.ListFeatures(AREA, timeout=TIMEOUT, metadata=[("call", "second")])
         got: list = []
         outcome: dict = {}
@@ -381,7 +434,7 @@ def live_feed(servicer: Any) -> str:
         while not got and time.monotonic() < deadline:
             time.sleep(0.01)
         expect(bool(got), "the second call received no feature within 2 s")
-        next(first)
+        _next_feature(first, 2)
         time.sleep(FEED_PAUSE / 6)  # the first call's generator is now in its pause
         cancelled_at = time.monotonic()
         first.cancel()
@@ -407,5 +460,34 @@ def live_feed(servicer: Any) -> str:
     expect(late < FEED_PAUSE / 2, f"the cancelled call's generator ran on for {late:.2f} s "
            "after the client cancelled: wait on an Event that this call's context.add_callback "
            "sets (made inside ListFeatures), so a cancel wakes the wait at once")
+    most = (len(features) - 1) * FEED_PAUSE * 1.25 + 0.25
+    expect(took <= most, f"the {len(features)} features came in {took:.2f} s, not about "
+           f"{(len(features) - 1) * FEED_PAUSE:.1f} s: wait self.pause between features, not a "
+           "fixed time")
+    _expect_only_inside(servicer, features)
     return ("the cancelled call's generator ended at once; the other call carried on and got "
-            "every feature, paced, ending with OK")
+            "every feature, paced by self.pause, ending with OK; only features inside the "
+            "rectangle came")
+
+
+def _next_feature(call: Any, number: int) -> Any:
+    """The next feature of a feed the check is still reading."""
+    try:
+        return next(call)
+    except StopIteration:
+        raise Mismatch(f"the feed ended after {number - 1} feature(s) while its client was still "
+                       "reading, with more features to come: return only when this call has "
+                       "ended, not when a pause runs out") from None
+
+
+def _expect_only_inside(servicer: Any, features: list) -> None:
+    """A feed over a small rectangle streams only the features inside it (edges included)."""
+    guide = servicer(features, pause=0.01)
+    corner = features[1].location
+    rectangle = pb2.Rectangle(lo=corner, hi=_point(corner.latitude + 5_000_000,
+                                                   corner.longitude + 5_000_000))
+    expected = sorted(f.name for f in ReferenceGuide(features).ListFeatures(rectangle, None))
+    with stub_for("routeguide", "RouteGuide", guide, name="check-feed-rectangle") as stub:
+        got = sorted(f.name for f in stub.ListFeatures(rectangle, timeout=TIMEOUT))
+    expect(got == expected, f"a feed over a small rectangle streamed {got}, expected "
+           f"{expected}: yield only the features inside the rectangle")

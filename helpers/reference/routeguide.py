@@ -143,10 +143,12 @@ class RouteGuide(routeguide_pb2_grpc.RouteGuideServicer):
     def RecordRoute(self, request_iterator, context):
         point_count = feature_count = 0
         distance = 0.0
-        previous = None
-        start = time.monotonic()
+        previous = first_at = last_at = None
         for point in request_iterator:
             require_valid_point(point, context)
+            last_at = time.monotonic()
+            if first_at is None:
+                first_at = last_at  # elapsed_time runs from the first point to the last
             point_count += 1
             if feature_at(self.features, point) is not None:
                 feature_count += 1
@@ -155,7 +157,8 @@ class RouteGuide(routeguide_pb2_grpc.RouteGuideServicer):
             previous = point
         return routeguide_pb2.RouteSummary(
             point_count=point_count, feature_count=feature_count,
-            distance=int(distance), elapsed_time=int(time.monotonic() - start))
+            distance=int(distance),
+            elapsed_time=int(last_at - first_at) if point_count else 0)
 
     def RouteChat(self, request_iterator, context) -> Iterator:
         notes: list = []  # the notes of this call; each call has its own
