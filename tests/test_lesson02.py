@@ -90,6 +90,19 @@ def in_flag_order(proto_file: Path, out_dir: Path) -> list[str]:
     return [f"{stem}_pb2.py", f"{stem}_pb2_grpc.py", f"{stem}_pb2.pyi"]
 
 
+def raises_on_stderr(proto_file: Path, out_dir: Path) -> list[str]:
+    result = _protoc(proto_file, out_dir, *ALL_OUTPUTS)
+    if result.returncode or result.stderr:
+        raise RuntimeError(result.stderr)
+    return sorted(path.name for path in out_dir.iterdir())
+
+
+def empties_out_dir(proto_file: Path, out_dir: Path) -> list[str]:
+    for old in out_dir.iterdir():
+        old.unlink()
+    return good_compile(proto_file, out_dir)
+
+
 # ---- 2.2 ---------------------------------------------------------------------------------
 
 def grace() -> Person:
@@ -172,6 +185,17 @@ def length_not_position(data, pos=0):
     return value, end - pos
 
 
+def truncated_silently(data, pos=0):
+    value, shift = 0, 0
+    for byte in data[pos:]:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if not byte & 0x80:
+            break
+    return value, pos
+
+
 def iterative_varint(data: bytes, pos: int = 0) -> tuple[int, int]:
     """Correct too: collect the 7-bit groups first, then combine them in reverse."""
     groups = []
@@ -189,6 +213,19 @@ def iterative_varint(data: bytes, pos: int = 0) -> tuple[int, int]:
 # ---- 2.4 ---------------------------------------------------------------------------------
 
 RIGHT_SIZES = {label: message.ByteSize() for label, message in size_quiz().items()}
+
+
+def by_byte_size() -> dict[str, int]:
+    return {label: message.ByteSize() for label, message in size_quiz().items()}
+
+
+def by_serializing() -> dict[str, int]:
+    return {label: len(message.SerializeToString()) for label, message in size_quiz().items()}
+
+
+def written_by_hand() -> dict[str, int]:
+    """Correct: numbers worked out by hand."""
+    return {"a": 5, "b": 2, "c": 3, "d": 7, "e": 9, "f": 8, "g": 0, "h": 11}
 
 
 # ---- 2.5 ---------------------------------------------------------------------------------
@@ -226,6 +263,16 @@ message Contact {
 
 
 WRONG_ANSWERS = [
+    WrongAnswer("2.1", "raises whenever protoc writes to stderr", (raises_on_stderr,),
+                says="a warning on stderr is not a failure"),
+    WrongAnswer("2.1", "empties out_dir first", (empties_out_dir,),
+                says="compile into out_dir without emptying it"),
+    WrongAnswer("2.3", "a varint cut short decoded silently", (truncated_silently,),
+                says="for a varint cut short"),
+    WrongAnswer("2.4", "ByteSize() instead of a prediction", (by_byte_size,),
+                says="predicted_sizes calls"),
+    WrongAnswer("2.4", "len(SerializeToString()) instead of a prediction", (by_serializing,),
+                says="predicted_sizes calls"),
     WrongAnswer("2.1", "subprocess.run(..., check=True): CalledProcessError, not protoc's message",
                 (check_true,), says="raised CalledProcessError"),
     WrongAnswer("2.1", "forgets --pyi_out", (no_pyi,), says="pinger_pb2.pyi"),
@@ -284,7 +331,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("2.1", (good_compile,)), ("2.1", (compile_with_glob,)),
     ("2.2", (grace, good_round_trip)), ("2.2", (grace_by_fields, dict_round_trip)),
     ("2.3", (reference_varint,)), ("2.3", (iterative_varint,)),
-    ("2.4", (lambda: RIGHT_SIZES,)),
+    ("2.4", (lambda: RIGHT_SIZES,)), ("2.4", (written_by_hand,)),
     ("2.5", (lambda: V3 % 5,)), ("2.5", (lambda: V3_OTHER_STYLE,)),
 ], ids=lambda value: value if isinstance(value, str) else value[-1].__name__)
 def test_correct_answers_pass(exercise_id, answer, capsys) -> None:

@@ -283,6 +283,70 @@ class UnsolvedOffloading(Offloading):
         raise NotImplementedError("Exercise 7.4: not solved yet")
 
 
+class UpperLimitOnly(AsyncCalculator):
+    async def Add(self, request, context):
+        value = request.a + request.b
+        if value > 2**31 - 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Add overflows int32")
+        return calculator_pb2.AddReply(result=value)
+
+
+class EdgesExcludedAsync(AsyncGuide):
+    async def ListFeatures(self, request, context):
+        problem = rectangle_problem(request)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        lo, hi = request.lo, request.hi
+        south, north = sorted((lo.latitude, hi.latitude))
+        west, east = sorted((lo.longitude, hi.longitude))
+        for feature in self.features:
+            where = feature.location
+            if south < where.latitude < north and west < where.longitude < east:
+                yield feature
+
+
+class HasFieldOnly(AsyncGuide):
+    """Checks that both corners are there, not that they are on the globe."""
+
+    async def ListFeatures(self, request, context):
+        if not (request.HasField("lo") and request.HasField("hi")):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a corner is missing")
+        for feature in self.features:
+            if in_rectangle(feature.location, request):
+                yield feature
+
+
+async def add_all_completion_sorted(stub, pairs, limit):
+    gate = asyncio.Semaphore(limit)
+
+    async def one(a, b):
+        async with gate:
+            return (await stub.Add(_add(a, b), timeout=5)).result
+
+    results = []
+    for next_done in asyncio.as_completed([one(a, b) for a, b in pairs]):
+        results.append(await next_done)
+    return sorted(results)
+
+
+async def add_all_return_exceptions(stub, pairs, limit):
+    gate = asyncio.Semaphore(limit)
+
+    async def one(a, b):
+        async with gate:
+            return (await stub.Add(_add(a, b), timeout=5)).result
+
+    return await asyncio.gather(*(one(a, b) for a, b in pairs), return_exceptions=True)
+
+
+class OffloadsUpperLimitOnly(Offloading):
+    async def Multiply(self, request, context):
+        product = await asyncio.to_thread(self.work, request.a, request.b)
+        if product > 2**31 - 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Multiply overflows int32")
+        return calculator_pb2.MultiplyReply(result=product)
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("7.1", "context.abort without await", (ForgetsAwait,), "UNKNOWN"),
     WrongAnswer("7.1", "plain def methods", (SyncMethods,), "async def"),
@@ -312,6 +376,17 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("7.4", "one call's work at a time", (OneThreadAtATime,), "one at a time"),
     WrongAnswer("7.4", "no int32 range check on the product", (OffloadsWithoutRangeCheck,),
                 "in_int32"),
+    WrongAnswer("7.1", "overflow checked at the upper limit only", (UpperLimitOnly,),
+                "Add(INT32_MIN, -1) ended with UNKNOWN"),
+    WrongAnswer("7.2", "edges excluded", (EdgesExcludedAsync,), "edges are inside"),
+    WrongAnswer("7.2", "only HasField checked: a corner off the globe passes", (HasFieldOnly,),
+                "ListFeatures to a latitude of 95 degrees"),
+    WrongAnswer("7.3", "completion order, then sorted()", (add_all_completion_sorted,),
+                "returned"),
+    WrongAnswer("7.3", "return_exceptions=True: an error comes back as an item",
+                (add_all_return_exceptions,), "not come back as an item of the list"),
+    WrongAnswer("7.4", "the product checked at the upper limit only", (OffloadsUpperLimitOnly,),
+                "Multiply(-2**20, 2**20)"),
 ]
 
 

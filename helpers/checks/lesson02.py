@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import random
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,17 +67,15 @@ def compile_isolated(proto_text: str, file_name: str, message: str) -> type[Mess
     notebook=LESSON,
     hint="The cell above the exercise runs protoc on person.proto; generalize its command to "
     "any proto_file and out_dir, then look at result.returncode and result.stderr.",
-    second_hint="Build the command [sys.executable, '-m', 'grpc_tools.protoc', "
-    "f'--proto_path={proto_file.parent}', f'--python_out={out_dir}', f'--pyi_out={out_dir}', "
-    "f'--grpc_python_out={out_dir}', str(proto_file)], run it with subprocess.run(..., "
-    "capture_output=True, text=True), raise RuntimeError(result.stderr) when "
-    "result.returncode != 0, and return sorted(path.name for path in out_dir.iterdir()).",
+    second_hint="protoc tells success or failure by its exit code; it may write warnings to "
+    "stderr and still succeed. out_dir may already hold files: they are not yours to delete.",
 )
 def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
     with tempfile.TemporaryDirectory() as folder:
         source, out_dir = Path(folder) / "src", Path(folder) / "out"
         source.mkdir()
         out_dir.mkdir()
+        (out_dir / "notes.txt").write_text("a file that was here before")
         proto = source / "pinger.proto"
         proto.write_text('syntax = "proto3";\npackage pinger;\nmessage Ping { string text = 1; }\n'
                          "service Pinger { rpc Send(Ping) returns (Ping); }\n")
@@ -85,14 +87,33 @@ def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
             raise Mismatch(f"compile_proto raised {type(error).__name__} for a valid proto in "
                            f"another folder ({str(error).strip()[:200]}): is --proto_path the "
                            "proto file's own folder?") from None
-        expected = ["pinger_pb2.py", "pinger_pb2.pyi", "pinger_pb2_grpc.py"]
-        expect_equal(sorted(names or []), expected, "the files compile_proto returned")
+        expected = ["notes.txt", "pinger_pb2.py", "pinger_pb2.pyi", "pinger_pb2_grpc.py"]
+        expect(list(names or []) == sorted(names or []), f"compile_proto returned {names!r}; "
+               "return the names sorted")
+        expect("notes.txt" in [path.name for path in out_dir.iterdir()],
+               "notes.txt, a file that was in out_dir before, is gone: compile into out_dir "
+               "without emptying it")
+        expect_equal(sorted(names or []), expected, "the files compile_proto returned (out_dir "
+                     "held notes.txt before)")
         expect(list(names) == sorted(names), f"compile_proto returned {list(names)!r}; "
                "return the names sorted")
         expect_equal(sorted(path.name for path in out_dir.iterdir()), expected,
                      "the files in out_dir")
         expect("class PingerStub" in (out_dir / "pinger_pb2_grpc.py").read_text(),
                "pinger_pb2_grpc.py has no PingerStub: was --grpc_python_out given?")
+        (source / "extra.proto").write_text('syntax = "proto3";\npackage extra;\n'
+                                            "message Extra {}\n")
+        warned = source / "warned.proto"
+        warned.write_text('syntax = "proto3";\npackage warned;\nimport "extra.proto";\n'
+                          "message Alone { string text = 1; }\n")
+        try:
+            compile_proto(warned, out_dir)
+        except Exception as error:
+            raise Mismatch(f"compile_proto raised {type(error).__name__} ({str(error).strip()[:160]}) "
+                           "for a proto that compiles with a warning (an unused import): protoc "
+                           "succeeded (exit code 0); a warning on stderr is not a failure") from None
+        expect((out_dir / "warned_pb2.py").exists(), "warned.proto compiled with a warning, but "
+               "warned_pb2.py is not in out_dir")
         broken = source / "broken.proto"
         broken.write_text('syntax = "proto3";\nmessage Broken { string text = ; }\n')
         try:
@@ -108,8 +129,8 @@ def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
                            "message (result.stderr), which says what is wrong and where") from None
         else:
             raise Mismatch("a broken .proto compiled without an error; check result.returncode")
-    return ("3 files written and returned for a service proto; a broken proto raised "
-            "RuntimeError with protoc's message")
+    return ("3 files written next to what out_dir held and all returned; a warning is not an "
+            "error; a broken proto raised RuntimeError with protoc's message")
 
 
 # Field 111, varint 1: no Person has it. Bytes keep it as an unknown field; JSON cannot.
@@ -196,9 +217,8 @@ _VARINTS = [0, 1, 127, 128, 150, 300, 16383, 16384, 2**31 - 1, 2**32, 2**63, 2**
     notebook=LESSON,
     hint="Reread how 150 becomes 96 01: which group of 7 bits comes first, and which bit says "
     "that another byte follows?",
-    second_hint="Loop from data[pos]: add (byte & 0x7F) << shift to the value, add 7 to shift, "
-    "and stop after the first byte whose high bit (byte & 0x80) is 0; return (value, index "
-    "after it).",
+    second_hint="Each byte adds its low 7 bits 7 places further left than the previous one; the "
+    "first byte whose high bit is 0 is the last. What if the data ends before that byte?",
 )
 def varint(decode: Callable[[bytes, int], tuple[int, int]]) -> str:
     for value in _VARINTS:
@@ -209,7 +229,26 @@ def varint(decode: Callable[[bytes, int], tuple[int, int]]) -> str:
     expect_equal(decode(data, 1), (300, 3), "decode_varint(08 ac 02 2a, 1), starting at byte 1,")
     expect_equal(decode(encode_varint(-1), 0), (2**64 - 1, 10),
                  "decode_varint of int32 -1 (ten bytes)")
-    return f"{len(_VARINTS) + 2} varints of 1 to 10 bytes, at position 0 and in the middle"
+    for data, what in [(b"\x96", "96 (one byte whose high bit says another follows)"),
+                       (b"\x08\xac", "08 ac, from position 1"),
+                       (b"\xff" * 4, "ff ff ff ff")]:
+        start = 1 if data.startswith(b"\x08") else 0
+        try:
+            got = decode(data, start)
+        except (IndexError, ValueError):
+            continue
+        raise Mismatch(f"decode_varint({what}) returned {got!r} for a varint cut short: raise "
+                       "an error (IndexError or ValueError) instead of a partial value")
+    draw = random.Random(23)
+    for _ in range(200):
+        value = draw.choice([draw.randrange(2**7), draw.randrange(2**14), draw.randrange(2**35),
+                             draw.randrange(2**64)])
+        prefix = bytes(draw.randrange(256) for _ in range(draw.randrange(4)))
+        data = prefix + encode_varint(value) + bytes(draw.randrange(256) for _ in range(3))
+        expect_equal(decode(data, len(prefix)), (value, len(prefix) + len(encode_varint(value))),
+                     f"decode_varint({data.hex(' ')}, {len(prefix)})")
+    return (f"{len(_VARINTS) + 2} chosen and 200 generated varints of 1 to 10 bytes, at any "
+            "position; a varint cut short raises an error")
 
 
 def size_quiz() -> dict[str, Any]:
@@ -238,6 +277,9 @@ def size_quiz() -> dict[str, Any]:
 )
 def sizes(predictions: Callable[[], dict[str, int]]) -> str:
     guesses = predictions()
+    computed = _calls_in(predictions)
+    expect(not computed, f"predicted_sizes calls {computed}: the exercise is to predict the "
+           "sizes, so write each one as a number, worked out by hand")
     quiz = size_quiz()
     expect(isinstance(guesses, dict) and set(guesses) == set(quiz),
            f"predicted_sizes() should return a dict with the keys {sorted(quiz)}, got {guesses!r}")
@@ -245,6 +287,19 @@ def sizes(predictions: Callable[[], dict[str, int]]) -> str:
              for label, message in quiz.items() if guesses[label] != message.ByteSize()]
     expect(not wrong, f"{len(wrong)} of {len(quiz)} predictions are off: " + "; ".join(wrong))
     return f"all {len(quiz)} predictions match SerializeToString()"
+
+
+def _calls_in(function: Callable) -> str:
+    """The first call in `function`'s source ('' if none, or if the source cannot be read)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return ""
+    body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
+    for node in (inner for statement in body for inner in ast.walk(statement)):
+        if isinstance(node, ast.Call):
+            return ast.unparse(node.func) + "(...)"
+    return ""
 
 
 def _plain(message: Message, name: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import random
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -18,9 +19,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 import grpc
 
 from helpers import protos
-from helpers.checks.core import exercise, expect, expect_equal, within
+from helpers.checks.core import Mismatch, describe_rpc_error, exercise, expect, expect_equal, within
 from helpers.checks.core import expect_error_status
-from helpers.reference import INT32_MAX, calculator_pb2 as calc_pb2, calculator_pb2_grpc
+from helpers.reference import INT32_MAX, INT32_MIN, calculator_pb2 as calc_pb2, calculator_pb2_grpc
 from helpers.reference.routeguide import (
     AREA,
     RouteGuide as ReferenceGuide,
@@ -79,9 +80,8 @@ def _expect_async_methods(cls: Any, names: list[str], kind: Callable[[Any], bool
     notebook=LESSON,
     hint="Lesson 03's Add and Divide, as `async def`. In grpc.aio some context methods are "
     "coroutines: what happens to a coroutine you call without `await`?",
-    second_hint="Add returns AddReply(result=await in_int32(...)); Divide checks request.b == 0 "
-    "and calls `await context.abort(grpc.StatusCode.INVALID_ARGUMENT, ...)` (abort does "
-    "nothing without await).",
+    second_hint="Without `await`, context.abort only makes a coroutine object and the method "
+    "carries on. Both ends of int32 matter, for Add as in lesson 03.",
 )
 def async_unary(servicer: Any) -> str:
     cls = servicer if isinstance(servicer, type) else type(servicer)
@@ -104,9 +104,53 @@ def async_unary(servicer: Any) -> str:
             await expect_status_async(
                 stub.Add(calc_pb2.AddRequest(a=INT32_MAX, b=1), timeout=TIMEOUT),
                 grpc.StatusCode.INVALID_ARGUMENT, "Add(INT32_MAX, 1)")
+            await expect_status_async(
+                stub.Add(calc_pb2.AddRequest(a=INT32_MIN, b=-1), timeout=TIMEOUT),
+                grpc.StatusCode.INVALID_ARGUMENT, "Add(INT32_MIN, -1)")
+            for a, b in _int32_pairs(71, 40):
+                await _expect_like_reference(stub.Add, calc_pb2.AddRequest(a=a, b=b), a + b,
+                                             f"Add({a}, {b})")
+                if b:
+                    reply = await stub.Divide(calc_pb2.DivideRequest(a=a, b=b), timeout=TIMEOUT)
+                    expect_equal(reply.result, a / b, f"Divide({a}, {b})")
 
     run_in_fresh_loop(run)
-    return "async Add and Divide answer right over grpc.aio; bad input gets a status code"
+    return ("async Add and Divide answer right over grpc.aio on 40 generated int32 pairs (both "
+            "limits); bad input gets INVALID_ARGUMENT")
+
+
+def _int32_pairs(seed: int, count: int) -> list[tuple[int, int]]:
+    """`count` pairs of int32 values, from a seeded generator: edges, small and large values."""
+    draw = random.Random(seed)
+    edges = [INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX, -(2**16), 2**16]
+
+    def one() -> int:
+        kind = draw.random()
+        if kind < 0.4:
+            return draw.choice(edges)
+        if kind < 0.7:
+            return draw.randint(-1000, 1000)
+        return draw.randint(INT32_MIN, INT32_MAX)
+
+    return [(one(), one()) for _ in range(count)]
+
+
+async def _expect_like_reference(rpc: Callable, request: Any, exact: int, what: str) -> None:
+    """The call returns `exact` when it fits in int32, else ends with INVALID_ARGUMENT."""
+    fits = INT32_MIN <= exact <= INT32_MAX
+    try:
+        reply = await rpc(request, timeout=TIMEOUT)
+    except grpc.RpcError as error:
+        if fits:
+            raise Mismatch(f"{what} ended with {describe_rpc_error(error)}, expected {exact}") \
+                from None
+        expect(error.code() == grpc.StatusCode.INVALID_ARGUMENT,
+               f"{what} (outside int32) ended with {describe_rpc_error(error)}, expected "
+               "INVALID_ARGUMENT: check both limits of int32")
+        return
+    expect(fits, f"{what} returned {reply.result}, but {exact} does not fit in int32: refuse "
+           "it with INVALID_ARGUMENT (both limits)")
+    expect_equal(reply.result, exact, what)
 
 
 @exercise(
@@ -115,9 +159,8 @@ def async_unary(servicer: Any) -> str:
     notebook=LESSON,
     hint="An async generator is `async def` with `yield`: the shape of lesson 06's ListFeatures, "
     "with `await` in front of anything that is a coroutine (context.abort is one).",
-    second_hint="If rectangle_problem(request) returns a message, `await context.abort("
-    "grpc.StatusCode.INVALID_ARGUMENT, message)`; then `for feature in self.features: if "
-    "in_rectangle(feature.location, request): yield feature`.",
+    second_hint="A rectangle can be present and still wrong (a corner off the globe): "
+    "rectangle_problem says so. Features on an edge are inside.",
 )
 def async_stream(servicer: Any) -> str:
     cls = servicer if isinstance(servicer, type) else type(servicer)
@@ -150,9 +193,39 @@ def async_stream(servicer: Any) -> str:
             await expect_status_async(drain(), grpc.StatusCode.INVALID_ARGUMENT,
                                       "ListFeatures with no hi corner")
 
+            async def off_the_globe() -> None:
+                far = routeguide_pb2.Point(latitude=950_000_000, longitude=-743_000_000)
+                async for _ in stub.ListFeatures(routeguide_pb2.Rectangle(lo=lo, hi=far),
+                                                 timeout=TIMEOUT):
+                    pass
+
+            await expect_status_async(off_the_globe(), grpc.StatusCode.INVALID_ARGUMENT,
+                                      "ListFeatures to a latitude of 95 degrees")
+            for rectangle in _edge_rectangles(features, 73, 30):
+                expected = sorted(f.name for f in reference.ListFeatures(rectangle, None))
+                got = sorted([f.name async for f in stub.ListFeatures(rectangle,
+                                                                       timeout=TIMEOUT)])
+                expect(got == expected, f"the rectangle from ({rectangle.lo.latitude}, "
+                       f"{rectangle.lo.longitude}) to ({rectangle.hi.latitude}, "
+                       f"{rectangle.hi.longitude}), whose corners lie on features, should "
+                       f"stream {len(expected)} features, got {len(got)}: edges are inside")
+
     run_in_fresh_loop(run)
-    return (f"{len(rectangles)} rectangles streamed the right features from an async "
-            "generator; a missing corner gets INVALID_ARGUMENT")
+    return (f"{len(rectangles) + 30} rectangles (30 with corners on features) streamed the "
+            "right features from an async generator; a missing corner and one off the globe "
+            "get INVALID_ARGUMENT")
+
+
+def _edge_rectangles(features: list, seed: int, count: int) -> list:
+    """Rectangles whose corners lie on features' coordinates, in either order."""
+    draw = random.Random(seed)
+    points = [f.location for f in features]
+
+    def corner() -> Any:
+        return routeguide_pb2.Point(latitude=draw.choice(points).latitude,
+                                    longitude=draw.choice(points).longitude)
+
+    return [routeguide_pb2.Rectangle(lo=corner(), hi=corner()) for _ in range(count)]
 
 
 class _CountingAdder(calculator_pb2_grpc.CalculatorServicer):
@@ -185,14 +258,14 @@ class _CountingAdder(calculator_pb2_grpc.CalculatorServicer):
     notebook=LESSON,
     hint="Two tools from the cells above: asyncio.gather runs coroutines together and keeps "
     "their order; an asyncio.Semaphore lets only so many past `async with`.",
-    second_hint="Make `gate = asyncio.Semaphore(limit)` once; write `async def one(a, b)` that "
-    "does `async with gate:` around `await stub.Add(..., timeout=5)`; then return "
-    "`await asyncio.gather(*(one(a, b) for a, b in pairs))`.",
+    second_hint="One semaphore for the whole add_all, entered around each call (not around "
+    "the gather). Which function keeps the order of its arguments, and what does it do when "
+    "one of them fails?",
 )
 def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
     expect(inspect.iscoroutinefunction(add_all),
            "add_all is not an async function: declare it with `async def`")
-    pairs = [(i, 10 * i) for i in range(12)]
+    pairs = [(i, (7 * i) % 12 * 10 - 55) for i in range(12)]  # sums neither rise nor fall
 
     async def run() -> None:
         for limit in (3, 5):
@@ -213,9 +286,21 @@ def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
                    "in flight, never the limit: use the `limit` argument, not a fixed number")
             expect(adder.without_deadline == 0,
                    f"{adder.without_deadline} calls had no deadline: pass timeout=")
+        adder = _CountingAdder()
+        async with aio_stub_for("calculator", "Calculator", adder) as stub:
+            failing = [(1, 2), (INT32_MAX, 1), (3, 4)]
+            try:
+                got = await asyncio.wait_for(add_all(stub, failing, 2), timeout=TIMEOUT)
+            except grpc.RpcError:
+                pass  # the failed call's own error: right
+            else:
+                raise Mismatch(f"add_all(stub, {failing}, 2) returned {list(got)!r} although one "
+                               "call failed: let the call's error reach the caller, not come "
+                               "back as an item of the list")
 
     run_in_fresh_loop(run)
-    return "results in order; at most `limit` calls in flight, and the limit reached"
+    return ("results in the order of pairs (not of completion); at most `limit` calls in "
+            "flight, and the limit reached; a failed call raised its error")
 
 
 @exercise(
@@ -224,9 +309,9 @@ def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
     notebook=LESSON,
     hint="The event loop must not run self.work itself: hand the function to a worker thread "
     "and await the result (the markdown above names two ways).",
-    second_hint="`product = await asyncio.to_thread(self.work, request.a, request.b)` (the "
-    "function and its arguments, not self.work(...)), then `await in_int32(product, context, "
-    "\"Multiply\")`.",
+    second_hint="Give the worker thread the function and its arguments, not the result of "
+    "calling it (that would run it right here, on the loop). The product still has to fit in "
+    "int32, at both ends.",
 )
 def off_the_loop(servicer: Any) -> str:
     expect(isinstance(servicer, type), "pass the class (it is built with work=...), "
@@ -279,5 +364,14 @@ def off_the_loop(servicer: Any) -> str:
     expect_error_status(overflow, grpc.StatusCode.INVALID_ARGUMENT,
                         "Multiply(2**20, 2**20), whose product does not fit in int32 "
                         "(check it with in_int32)")
+
+    async def both_limits() -> None:
+        async with aio_stub_for("calculator", "Calculator", servicer(work=work)) as stub:
+            await _expect_like_reference(stub.Multiply, calc_pb2.MultiplyRequest(a=-(2**20),
+                                         b=2**20), -(2**40), "Multiply(-2**20, 2**20)")
+            await _expect_like_reference(stub.Multiply, calc_pb2.MultiplyRequest(a=-(2**16),
+                                         b=2**15), INT32_MIN, "Multiply(-2**16, 2**15)")
+
+    run_in_fresh_loop(both_limits)
     return ("the blocking work ran in worker threads, overlapping, while the loop stayed free; "
-            "an overflow is refused")
+            "overflows at both ends of int32 are refused")
