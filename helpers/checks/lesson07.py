@@ -252,6 +252,17 @@ class _CountingAdder(calculator_pb2_grpc.CalculatorServicer):
         return calc_pb2.AddReply(result=request.a + request.b)
 
 
+class _LateFailingAdder(calculator_pb2_grpc.CalculatorServicer):
+    """Add answers at once, except a == 13, which fails after 0.3 s (the other calls are
+    over by then, so nothing is left running when add_all raises)."""
+
+    async def Add(self, request, context):
+        if request.a == 13:
+            await asyncio.sleep(0.3)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "13 is unlucky")
+        return calc_pb2.AddReply(result=request.a + request.b)
+
+
 @exercise(
     "7.3",
     "Many calls, a bounded number in flight",
@@ -286,9 +297,8 @@ def bounded_gather(add_all: Callable[..., Awaitable[list[int]]]) -> str:
                    "in flight, never the limit: use the `limit` argument, not a fixed number")
             expect(adder.without_deadline == 0,
                    f"{adder.without_deadline} calls had no deadline: pass timeout=")
-        adder = _CountingAdder()
-        async with aio_stub_for("calculator", "Calculator", adder) as stub:
-            failing = [(1, 2), (INT32_MAX, 1), (3, 4)]
+        async with aio_stub_for("calculator", "Calculator", _LateFailingAdder()) as stub:
+            failing = [(1, 2), (13, 0), (3, 4)]
             try:
                 got = await asyncio.wait_for(add_all(stub, failing, 2), timeout=TIMEOUT)
             except grpc.RpcError:
