@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.parse
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
@@ -144,16 +144,19 @@ class Call:
         """The trailers' grpc-message, percent-decoded."""
         return urllib.parse.unquote(self.trailers.get("grpc-message", ""))
 
-    def __str__(self) -> str:
+    @property
+    def end(self) -> str:
+        """How the call ended: its status (and message), a reset, or 'no status yet'."""
         if self.status is not None:
             end = self.status.name + (f" {self.message!r}" if self.message else "")
-            end += " (trailers only)" if self.trailers_only else ""
-        elif self.reset:
-            end = f"RST_STREAM {self.reset} from the {_side(self.reset_by)}"
-        else:
-            end = "no status yet"
+            return end + (" (trailers only)" if self.trailers_only else "")
+        if self.reset:
+            return f"RST_STREAM {self.reset} from the {_side(self.reset_by)}"
+        return "no status yet"
+
+    def __str__(self) -> str:
         return (f"stream {self.stream}  {self.path or '?'}  → {_count(self.requests)}  "
-                f"← {_count(self.replies)}  {end}")
+                f"← {_count(self.replies)}  {self.end}")
 
 
 def _side(direction: str | None) -> str:
@@ -263,11 +266,10 @@ class Decoder:
     and a direction whose frame boundaries are lost stops being decoded.
     """
 
-    def __init__(self, connection: int = 1, method_types: MethodTypes | None = None,
-                 clock: Any = None) -> None:
+    def __init__(self, connection: int = 1, method_types: MethodTypes | None = None) -> None:
         self.connection = connection
         self.method_types = method_types or MethodTypes()
-        self.clock = clock or (lambda: 0.0)
+        self.now = 0.0  # the time given to feed(), stamped on its frames
         self.mode = "start"  # then "h2", "tls" or "unknown" once the client's first bytes came
         self.buffers = {CLIENT: bytearray(), SERVER: bytearray()}
         self.hpack = {CLIENT: hpack.Decoder(), SERVER: hpack.Decoder()}
@@ -277,7 +279,9 @@ class Decoder:
         self.hpack_broken = {CLIENT: False, SERVER: False}
         self.streams: dict[int, _Stream] = {}
 
-    def feed(self, direction: str, data: bytes) -> list[Frame]:
+    def feed(self, direction: str, data: bytes, now: float = 0.0) -> list[Frame]:
+        """Decode `data`, which went in `direction` at time `now`; return the frames it ended."""
+        self.now = now
         try:
             return self._feed(direction, data)
         except Exception as error:  # noqa: BLE001 (a decoder bug must never stop the relay)
@@ -285,12 +289,12 @@ class Decoder:
             return [self._entry(direction, "ERROR", error=f"decoder failed: {error!r}")]
 
     def _entry(self, direction: str, type_: str, stream: int = 0, **fields: Any) -> Frame:
-        return Frame(self.clock(), direction, self.connection, stream, type_, **fields)
+        return Frame(self.now, direction, self.connection, stream, type_, **fields)
 
     def _feed(self, direction: str, data: bytes) -> list[Frame]:
         if self.mode == "tls":
             return [self._entry(direction, "TLS", length=len(data),
-                                detail=f"TLS: {len(data)} bytes, encrypted")]
+                                detail=f"{len(data)} bytes, encrypted")]
         if self.lost[direction]:
             return []
         self.buffers[direction] += data
@@ -532,14 +536,17 @@ class Wiretap:
             self.up = self.down = 0
 
     def show(self, stream: int | None = None, frames: bool = False,
-             connection: int | None = None) -> None:
-        """Display the capture: a timeline (HTML) and a table of calls (plain text).
+             connection: int | None = None, types: Iterable[str] | None = None) -> None:
+        """Display the capture: a timeline (HTML) and one line per call (plain text).
 
-        `frames=True` lists every frame in the text too; `stream` and `connection`
-        keep only the frames of that stream id / connection number.
+        `frames=True` lists every frame in the text instead. `stream`, `connection` and
+        `types` (e.g. ["HEADERS", "DATA"]) keep only the frames of that stream id,
+        connection number and frame types. The text has no times, so it is the same
+        on every run for the same calls; the timeline has them.
         """
         self.wait_idle()
-        view = WiretapView(self.frames, stream=stream, frames=frames, connection=connection)
+        view = WiretapView(self.frames, stream=stream, frames=frames, connection=connection,
+                           types=types)
         try:
             from IPython import get_ipython
             from IPython.display import display
@@ -562,9 +569,14 @@ class Wiretap:
                 self.up += len(data)
             else:
                 self.down += len(data)
-            start = self._start
-            link.decoder.clock = lambda: now - start
-            self._frames += link.decoder.feed(direction, data)
+            for frame in link.decoder.feed(direction, data, now - self._start):
+                last = self._frames[-1] if self._frames else None
+                if (frame.type == "TLS" and last is not None and last.type == "TLS"
+                        and (last.connection, last.direction) == (frame.connection, direction)):
+                    length = last.length + frame.length  # one entry per turn of the handshake
+                    frame = replace(last, length=length, detail=f"{length} bytes, encrypted")
+                    self._frames.pop()
+                self._frames.append(frame)
             self._last_activity = now
             self._changed.notify_all()
 
@@ -702,14 +714,19 @@ _MAX_DRAWN = 300
 
 
 class WiretapView:
-    """A capture to display: text/plain (stable: no times, no ports) and text/html (timeline)."""
+    """A capture to display: text/plain (stable: no times) and text/html (a timeline + the text).
+
+    Hover over an arrow of the timeline to see the whole frame.
+    """
 
     def __init__(self, captured: list[Frame], stream: int | None = None, frames: bool = False,
-                 connection: int | None = None) -> None:
+                 connection: int | None = None, types: Iterable[str] | None = None) -> None:
         self.show_frames = frames
+        kept = None if types is None else set(types)
         self.frames = [f for f in captured
                        if (stream is None or f.stream == stream)
-                       and (connection is None or f.connection == connection)]
+                       and (connection is None or f.connection == connection)
+                       and (kept is None or f.type in kept)]
         self.several = len({f.connection for f in captured}) > 1
 
     def _prefix(self, connection: int) -> str:
@@ -736,15 +753,9 @@ class WiretapView:
         printer.text(self.text())
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{self._prefix(call.connection)}{call.stream}</td>"
-            f"<td><code>{html.escape(call.path)}</code></td>"
-            f"<td>{_count(call.requests)}</td><td>{_count(call.replies)}</td>"
-            f"<td>{html.escape(str(call).rsplit('  ', 1)[-1])}</td></tr>"
-            for call in calls_of(self.frames))
-        table = ("<table><tr><th>stream</th><th>method</th><th>client sent</th>"
-                 f"<th>server sent</th><th>end</th></tr>{rows}</table>") if rows else ""
-        return f"<div class='wiretap'>{table}{timeline_svg(self.frames)}</div>"
+        """The timeline, then the same text as text/plain (JupyterLab shows only this one)."""
+        return (f"<div class='wiretap'>{timeline_svg(self.frames)}"
+                f"<pre>{html.escape(self.text())}</pre></div>")
 
 
 def _label(frame: Frame) -> str:
@@ -764,9 +775,10 @@ def _label(frame: Frame) -> str:
 def timeline_svg(frames: list[Frame]) -> str:
     """An SVG sequence diagram: client lane left, server lane right, an arrow per frame."""
     drawn = frames[:_MAX_DRAWN]
-    left, right, top, step, width = 90, 610, 30, 26, 700
+    left, right, top, step, width = 100, 700, 30, 26, 800
     height = top + step * len(drawn) + 20
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+    parts = [f"<svg class='wiretap-timeline' xmlns='http://www.w3.org/2000/svg' "
+             f"width='{width}' height='{height}' "
              "font-family='monospace' font-size='11'>",
              f"<text x='{left}' y='15' text-anchor='middle' font-weight='bold'>client</text>",
              f"<text x='{right}' y='15' text-anchor='middle' font-weight='bold'>server</text>",

@@ -343,7 +343,8 @@ def test_show_has_stable_text_and_an_html_timeline(server) -> None:
     assert f"message 17 B uncompressed: Point {{latitude: {FEATURE.location.latitude}" in text
     assert "    grpc-status: 0" in text
     page = one._repr_html_()
-    assert page.count("<g>") == len(one.frames) and "client</text>" in page and "+" in page
+    assert page.count("<g>") == len(one.frames) and "client</text>" in page and " ms</text>" in page
+    assert "    :path: /routeguide.RouteGuide/GetFeature" in page  # the text, under the timeline
     assert "stream 3" not in page
     assert repr(one) == text
     assert calls_of(frames)[1].trailers_only
