@@ -452,10 +452,12 @@ class Wiretap:
     Use `wiretap(target)`; connect channels to `tap.target`.
     """
 
-    def __init__(self, target: str, modules: Iterable[ModuleType] = ()) -> None:
+    def __init__(self, target: str, modules: Iterable[ModuleType] = (),
+                 decode: bool = True) -> None:
         host, port = target.rsplit(":", 1)
         self.upstream = (host.strip("[]"), int(port))
         self.method_types = MethodTypes(modules)
+        self.decode = decode  # False: only count connections and bytes
         self.connections = 0  # how many connections came through
         self.up = self.down = 0  # bytes forwarded client→server and server→client
         self._frames: list[Frame] = []
@@ -569,7 +571,8 @@ class Wiretap:
                 self.up += len(data)
             else:
                 self.down += len(data)
-            for frame in link.decoder.feed(direction, data, now - self._start):
+            frames = link.decoder.feed(direction, data, now - self._start) if self.decode else []
+            for frame in frames:
                 last = self._frames[-1] if self._frames else None
                 if (frame.type == "TLS" and last is not None and last.type == "TLS"
                         and (last.connection, last.direction) == (frame.connection, direction)):
@@ -698,13 +701,14 @@ class Wiretap:
         self.close()
 
 
-def wiretap(target: str, modules: Iterable[ModuleType] = ()) -> Wiretap:
+def wiretap(target: str, modules: Iterable[ModuleType] = (), decode: bool = True) -> Wiretap:
     """Start a relay in front of the server at `target`; connect channels to `tap.target`.
 
     `modules`: generated `_pb2` modules whose messages to decode (those already
     imported are usually found anyway, in protobuf's default descriptor pool).
+    `decode=False` only counts: `tap.connections`, `tap.up` and `tap.down` (bytes).
     """
-    return Wiretap(target, modules)
+    return Wiretap(target, modules, decode)
 
 
 # ---- showing a capture ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import threading
 import time
@@ -19,8 +20,8 @@ from helpers import serve, tls
 from helpers.reference.routeguide import AREA, RouteGuide, make_features
 from helpers.reference.routeguide import routeguide_pb2 as pb
 from helpers.reference.routeguide import routeguide_pb2_grpc as pb_grpc
-from helpers.wiretap import (CLIENT, PREFACE, SERVER, Decoder, WiretapView, binary_value, calls_of,
-                             wiretap)
+from helpers.wiretap import (CLIENT, PREFACE, SERVER, Decoder, MethodTypes, WiretapView,
+                             binary_value, calls_of, wiretap)
 
 FEATURE = make_features()[0]
 BAD_POINT = pb.Point(latitude=10**9)  # latitude beyond 90 degrees: INVALID_ARGUMENT
@@ -257,10 +258,12 @@ def test_random_frames_with_valid_headers_never_crash_the_decoder(frames) -> Non
     assert len(entries) <= len(frames)
 
 
-def test_random_bytes_through_the_relay_leave_it_working(server) -> None:
+@settings(max_examples=15, deadline=None)
+@given(noise=st.binary(min_size=1, max_size=4096), after_preface=st.booleans())
+def test_random_bytes_through_the_relay_leave_it_working(server, noise, after_preface) -> None:
     with wiretap(server.target) as tap:
         with socket.create_connection(("127.0.0.1", tap.port), timeout=5) as raw:
-            raw.sendall(os.urandom(4096))
+            raw.sendall(PREFACE + noise if after_preface else noise)
             raw.shutdown(socket.SHUT_WR)
             while raw.recv(65536):  # the server answers what it can, then closes
                 pass
@@ -269,9 +272,86 @@ def test_random_bytes_through_the_relay_leave_it_working(server) -> None:
         tap.wait_idle()
         calls, frames = tap.calls(), tap.frames
     assert reply == FEATURE
-    errors = [f for f in frames if f.type == "ERROR"]
-    assert errors[0].connection == 1 and "not HTTP/2" in errors[0].error
-    assert [call.connection for call in calls] == [2] and calls[0].status == grpc.StatusCode.OK
+    first = [f for f in frames if f.connection == 1]
+    if not after_preface and not PREFACE.startswith(noise):
+        assert first[0].type in ("ERROR", "TLS")  # a 0x16 first byte looks like TLS
+        assert first[0].type == "TLS" or "not HTTP/2" in first[0].error
+    assert all(f.type != "ERROR" or f.error for f in first)
+    assert calls[-1].connection == 2 and calls[-1].status == grpc.StatusCode.OK
+
+
+def echo_server() -> tuple[socket.socket, threading.Thread]:
+    """A TCP server on 127.0.0.1 that sends back what it reads, for one connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        with listener, listener.accept()[0] as conn:
+            while data := conn.recv(1 << 16):
+                conn.sendall(data)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_every_byte_passes_unchanged_even_when_the_reader_is_slow() -> None:
+    """8 MiB both ways while the client reads only after sending: the relay must hold back."""
+    data = random.Random(19).randbytes(8 << 20)
+    listener, echo = echo_server()
+    with wiretap(f"127.0.0.1:{listener.getsockname()[1]}") as tap:
+        with socket.create_connection(("127.0.0.1", tap.port), timeout=10) as client:
+            sender = threading.Thread(target=lambda: (client.sendall(data),
+                                                      client.shutdown(socket.SHUT_WR)))
+            sender.start()
+            time.sleep(0.3)  # let the buffers on the way back fill up before reading
+            received = bytearray()
+            while chunk := client.recv(1 << 16):
+                received += chunk
+            sender.join(10)
+        echo.join(10)
+        frames = tap.frames
+    assert bytes(received) == data and tap.up == tap.down == len(data)
+    assert [f.type for f in frames] in (["ERROR"], ["TLS", "TLS"], ["TLS"])  # not HTTP/2
+
+
+def test_several_connections_at_once_are_told_apart(server) -> None:
+    def two_calls(channel: grpc.Channel) -> list:
+        stub = pb_grpc.RouteGuideStub(channel)
+        return [stub.GetFeature(FEATURE.location, timeout=5), len(list(
+            stub.ListFeatures(AREA, timeout=5)))]
+
+    with wiretap(server.target) as tap:
+        channels = [grpc.insecure_channel(tap.target, options=[("grpc.use_local_subchannel_pool",
+                                                                 1)]) for _ in range(6)]
+        threads = [threading.Thread(target=two_calls, args=(channel,)) for channel in channels]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        for channel in channels:
+            channel.close()
+        calls = tap.calls()
+        view = WiretapView(tap.frames).text()
+    assert tap.connections == 6
+    assert sorted((call.connection, call.stream) for call in calls) == [
+        (connection, stream) for connection in range(1, 7) for stream in (1, 3)]
+    assert all(call.status == grpc.StatusCode.OK for call in calls)
+    assert view.count("connection ") == 12  # one line per call, naming its connection
+
+
+def test_method_types_come_from_modules_or_the_default_pool() -> None:
+    assert MethodTypes([pb])("/routeguide.RouteGuide/GetFeature") == (
+        type(FEATURE.location), type(FEATURE))
+    assert MethodTypes()("/routeguide.RouteGuide/RecordRoute")[1] is pb.RouteSummary
+    assert MethodTypes()("/no.Such/Method") is None and MethodTypes()("/routeguide") is None
+
+
+def test_decode_false_only_counts(server) -> None:
+    with wiretap(server.target, decode=False) as tap:
+        with grpc.insecure_channel(tap.target) as channel:
+            pb_grpc.RouteGuideStub(channel).GetFeature(FEATURE.location, timeout=5)
+        assert tap.wait_idle()
+    assert tap.frames == [] and tap.connections == 1 and tap.up > 0 and tap.down > 0
 
 
 def test_an_unreachable_server_is_noted_and_the_client_sees_unavailable() -> None:
