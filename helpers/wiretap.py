@@ -664,7 +664,8 @@ class Wiretap:
             pipe.shut = True
 
     def _watch(self, link: _Link) -> None:
-        """Read from a source only when its bytes have been passed on (backpressure)."""
+        """Read from a source only when its bytes have been passed on (backpressure),
+        and not at all once it has ended; write only when there is something to write."""
         for sock in (link.pipes[0].source, link.pipes[1].source):
             events = 0
             for pipe in link.pipes:
@@ -672,13 +673,19 @@ class Wiretap:
                     events |= selectors.EVENT_READ
                 if pipe.sink is sock and pipe.out:
                     events |= selectors.EVENT_WRITE
-            if events:
+            watched = sock in self._selector.get_map()
+            if events and watched:
                 self._selector.modify(sock, events)
+            elif events:
+                self._selector.register(sock, events)
+            elif watched:  # a half-closed side with nothing to send: no busy loop on its EOF
+                self._selector.unregister(sock)
 
     def _drop(self, link: _Link) -> None:
         for pipe in link.pipes:
             sock = pipe.source
-            if self._links.pop(sock, None) is not None:
+            self._links.pop(sock, None)
+            if sock.fileno() != -1 and sock in self._selector.get_map():
                 self._selector.unregister(sock)
             sock.close()
 

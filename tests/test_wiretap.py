@@ -314,6 +314,39 @@ def test_every_byte_passes_unchanged_even_when_the_reader_is_slow() -> None:
     assert [f.type for f in frames] in (["ERROR"], ["TLS", "TLS"], ["TLS"])  # not HTTP/2
 
 
+def cpu_seconds(thread: threading.Thread) -> float:
+    """CPU time a thread of this process has used so far (Linux)."""
+    fields = open(f"/proc/self/task/{thread.native_id}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_half_closed_connection_does_not_make_the_relay_spin() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def read_then_hold() -> None:  # reads to the client's EOF, keeps its side open a while
+        with listener, listener.accept()[0] as conn:
+            while conn.recv(1 << 16):
+                pass
+            conn.sendall(b"still here")
+            done.wait(5)
+
+    holder = threading.Thread(target=read_then_hold, daemon=True)
+    holder.start()
+    with wiretap(f"127.0.0.1:{listener.getsockname()[1]}") as tap:
+        with socket.create_connection(("127.0.0.1", tap.port), timeout=5) as client:
+            client.sendall(b"hello")
+            client.shutdown(socket.SHUT_WR)
+            assert client.recv(100) == b"still here"  # the other direction still flows
+            before = cpu_seconds(tap._thread)
+            time.sleep(0.5)
+            used = cpu_seconds(tap._thread) - before
+            done.set()
+            assert client.recv(100) == b""  # and its end is passed on too
+    holder.join(5)
+    assert used < 0.1, f"the relay used {used} s of CPU in 0.5 s while idle"
+
+
 def test_several_connections_at_once_are_told_apart(server) -> None:
     def two_calls(channel: grpc.Channel) -> list:
         stub = pb_grpc.RouteGuideStub(channel)
