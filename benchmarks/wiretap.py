@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9, help="runs of each kind")
     args = parser.parse_args()
     results: dict[str, list[float]] = {"direct": [], "through the tap": []}
-    with serve(pb_grpc.add_RouteGuideServicer_to_server, RouteGuide(), name="bench-wiretap") as server:
+    with serve(pb_grpc.add_RouteGuideServicer_to_server, RouteGuide(),
+               name="bench-wiretap") as server:
         for _ in range(args.runs):
             results["direct"].append(per_call_us(server.target, args.calls))
             with wiretap(server.target) as tap:

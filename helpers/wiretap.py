@@ -145,6 +145,16 @@ class Call:
         return urllib.parse.unquote(self.trailers.get("grpc-message", ""))
 
     @property
+    def status_details(self) -> Any:
+        """The trailers' grpc-status-details-bin (a rich error) as a google.rpc.Status, or None."""
+        value = self.trailers.get("grpc-status-details-bin")
+        if value is None:
+            return None
+        from google.rpc import status_pb2
+
+        return status_pb2.Status.FromString(binary_value(value))
+
+    @property
     def end(self) -> str:
         """How the call ended: its status (and message), a reset, or 'no status yet'."""
         if self.status is not None:

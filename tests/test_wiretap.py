@@ -97,6 +97,56 @@ def test_a_deadline_travels_as_grpc_timeout_and_metadata_as_headers(server) -> N
     assert "grpc-timeout" not in without.request_headers
 
 
+class RichErrors(RouteGuide):
+    """GetFeature refuses every point with a rich error: a BadRequest in the status details."""
+
+    def GetFeature(self, request, context):
+        from google.protobuf import any_pb2
+        from google.rpc import code_pb2, error_details_pb2, status_pb2
+        from grpc_status import rpc_status
+
+        violation = error_details_pb2.BadRequest.FieldViolation(field="latitude",
+                                                                 description="too far north")
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT, message="bad point", details=[detail])))
+
+
+def test_a_rich_error_travels_in_grpc_status_details_bin() -> None:
+    from google.rpc import error_details_pb2
+
+    with serve(pb_grpc.add_RouteGuideServicer_to_server, RichErrors(),
+               name="test-wiretap-rich") as rich:
+        with wiretap(rich.target) as tap, grpc.insecure_channel(tap.target) as channel:
+            with pytest.raises(grpc.RpcError) as failed:
+                pb_grpc.RouteGuideStub(channel).GetFeature(FEATURE.location, timeout=5)
+            [call] = tap.calls()
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert call.status == grpc.StatusCode.INVALID_ARGUMENT and call.message == "bad point"
+    details = call.status_details
+    assert details.message == "bad point" and len(details.details) == 1
+    bad_request = error_details_pb2.BadRequest()
+    assert details.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field == "latitude"
+
+
+def test_a_header_block_continued_in_continuation_frames_is_decoded() -> None:
+    import hpack
+
+    block = hpack.Encoder().encode([(":method", "POST"),
+                                    (":path", "/routeguide.RouteGuide/GetFeature"),
+                                    ("big-metadata", "x" * 300)])
+    headers = h2.HeadersFrame(1, data=block[:10])
+    rest = h2.ContinuationFrame(1, data=block[10:], flags=["END_HEADERS"])
+    decoder = Decoder()
+    frames = decoder.feed(CLIENT, PREFACE + h2_frames(headers, rest))
+    assert [f.type for f in frames] == ["HEADERS", "CONTINUATION"] and not frames[0].headers
+    [call] = calls_of(frames)
+    assert call.path == "/routeguide.RouteGuide/GetFeature"
+    assert call.request_headers["big-metadata"] == "x" * 300
+
+
 def test_a_cancelled_stream_shows_rst_stream_cancel_from_the_client(server) -> None:
     release = threading.Event()
 
@@ -186,7 +236,8 @@ def test_through_tls_the_tap_sees_only_encrypted_bytes() -> None:
                credentials=credentials) as secure:
         with wiretap(secure.target) as tap, grpc.secure_channel(
                 tap.target, grpc.ssl_channel_credentials(pki.ca.cert_pem)) as channel:
-            assert pb_grpc.RouteGuideStub(channel).GetFeature(FEATURE.location, timeout=5) == FEATURE
+            stub = pb_grpc.RouteGuideStub(channel)
+            assert stub.GetFeature(FEATURE.location, timeout=5) == FEATURE
             tap.wait_idle()
             frames, text = tap.frames, WiretapView(tap.frames).text()
     assert frames and {f.type for f in frames} == {"TLS"}

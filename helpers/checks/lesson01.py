@@ -238,7 +238,8 @@ def _why(value: str, got: Any) -> str:
     if math.isclose(got, number, rel_tol=1e-6):
         return "the last letter is a unit: convert the number to seconds"
     if math.isclose(got, number / 1000, rel_tol=1e-6):
-        return f"the unit is the last letter ('{unit}', {UNIT_NAMES[unit]}), not always milliseconds"
+        return (f"the unit is the last letter ('{unit}', {UNIT_NAMES[unit]}), not always "
+                "milliseconds")
     return f"{number} {UNIT_NAMES[unit]} is {number * SECONDS_PER_UNIT[unit]!r} s"
 
 
