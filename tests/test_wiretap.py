@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from typing import Iterator
+from xml.etree import ElementTree
 
 import grpc
 import pytest
@@ -534,6 +535,9 @@ def test_the_display_carries_text_and_html(server) -> None:
     data, _ = InteractiveShell.instance().display_formatter.format(view)
     assert data["text/plain"] == view.text() and data["text/html"].startswith("<div")
     assert "<svg" in data["text/html"] and " ms</text>" in data["text/html"]
+    svg = data["text/html"].split("<pre>")[0].removeprefix("<div class='wiretap'>")
+    drawing = ElementTree.fromstring(svg)  # well-formed SVG: one <g> with a <title> per frame
+    assert len(drawing.findall("{http://www.w3.org/2000/svg}g")) == len(view.frames)
 
 
 def test_a_graceful_stop_shows_goaway() -> None:
