@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -70,7 +71,10 @@ class SettimeoutStub(GoodStub):
     """Correct too: the timeout set with sock.settimeout, the reply read through a file."""
 
     def call(self, method, params):
-        sock = socket.create_connection(self.address, timeout=self.timeout)
+        try:
+            sock = socket.create_connection(self.address, timeout=self.timeout)
+        except socket.timeout:
+            raise RemoteError("DEADLINE_EXCEEDED", f"waited {self.timeout} s") from None
         try:
             sock.settimeout(self.timeout)
             send_json(sock, {"method": method, "params": params})
@@ -217,8 +221,100 @@ def strict_types_dispatch(request, functions):
         return error_reply("INVALID_PARAMS", "params must be a list of numbers")
     if len(params) != 2:
         return error_reply("INVALID_PARAMS", f"expected 2 params, got {len(params)}")
-    return {"result": functions[method](*params)}
+    try:
+        return {"result": functions[method](*params)}
+    except Exception as error:
+        return error_reply("INTERNAL", f"{method} failed: {error}")
 
+
+
+class OneRecvStub(GoodStub):
+    """Reads the reply with one recv(4096): a longer reply arrives in pieces."""
+
+    def call(self, method, params):
+        try:
+            with socket.create_connection(self.address, timeout=self.timeout) as sock:
+                send_json(sock, {"method": method, "params": params})
+                reply = json.loads(sock.recv(4096))
+        except TimeoutError:
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        if "error" in reply:
+            raise RemoteError(reply["error"]["code"], reply["error"]["message"])
+        return reply["result"]
+
+
+class AlwaysMethodNotFound(GoodStub):
+    def call(self, method, params):
+        reply = _raw_call(self, method, params, timeout=self.timeout)
+        if "error" in reply:
+            raise RemoteError("METHOD_NOT_FOUND", reply["error"]["message"])
+        return reply["result"]
+
+
+class DefaultTimeoutStub(GoodStub):
+    """socket.setdefaulttimeout: every socket of the process gets the timeout."""
+
+    def call(self, method, params):
+        socket.setdefaulttimeout(self.timeout)
+        try:
+            reply = _raw_call(self, method, params)
+        except TimeoutError:
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        if "error" in reply:
+            raise RemoteError(reply["error"]["code"], reply["error"]["message"])
+        return reply["result"]
+
+
+class TimeoutAfterConnecting(GoodStub):
+    """settimeout only once connected: a connection that never completes waits for ever."""
+
+    def call(self, method, params):
+        try:
+            with socket.create_connection(self.address) as sock:
+                sock.settimeout(self.timeout)
+                send_json(sock, {"method": method, "params": params})
+                reply = receive_json(sock)
+        except TimeoutError:
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        if "error" in reply:
+            raise RemoteError(reply["error"]["code"], reply["error"]["message"])
+        return reply["result"]
+
+
+def bools_are_numbers(request, functions):
+    method, params = request.get("method"), request.get("params", [])
+    if method not in functions:
+        return error_reply("METHOD_NOT_FOUND", f"no method named {method!r}")
+    if not isinstance(params, list) or not all(isinstance(p, (int, float)) for p in params):
+        return error_reply("INVALID_PARAMS", f"{method} takes numbers")
+    try:
+        return {"result": functions[method](*params)}
+    except TypeError:
+        return error_reply("INVALID_PARAMS", "wrong number of params")
+
+
+def first_param_only(request, functions):
+    method, params = request.get("method"), request.get("params", [])
+    if method not in functions:
+        return error_reply("METHOD_NOT_FOUND", f"no method named {method!r}")
+    if not isinstance(params, list) or (params and not _numbers(params[:1])):
+        return error_reply("INVALID_PARAMS", f"{method} takes numbers")
+    try:
+        return {"result": functions[method](*params)}
+    except TypeError:
+        return error_reply("INVALID_PARAMS", "wrong number of params")
+
+
+def blames_the_client(request, functions):
+    method, params = request.get("method"), request.get("params", [])
+    if method not in functions:
+        return error_reply("METHOD_NOT_FOUND", f"no method named {method!r}")
+    if not _numbers(params):
+        return error_reply("INVALID_PARAMS", f"{method} takes numbers")
+    try:
+        return {"result": functions[method](*params)}
+    except Exception as error:
+        return error_reply("INVALID_PARAMS", str(error))
 
 # ---- 1.4: reading the deadline off the wire -----------------------------------------------
 
@@ -295,6 +391,22 @@ def zero_without_deadline(call):
 
 
 WRONG_ANSWERS = [
+    WrongAnswer("1.1", "one recv(4096) for the reply", (OneRecvStub,),
+                says="one recv() returns whatever has arrived"),
+    WrongAnswer("1.1", "every error raised as METHOD_NOT_FOUND", (AlwaysMethodNotFound,),
+                says="raised RemoteError 'METHOD_NOT_FOUND', expected 'INVALID_PARAMS'"),
+    WrongAnswer("1.3", "socket.setdefaulttimeout: process-wide", (DefaultTimeoutStub,),
+                says="setdefaulttimeout changes every socket"),
+    WrongAnswer("1.3", "settimeout only after connecting", (TimeoutAfterConnecting,),
+                says="still waiting after 5 s"),
+    WrongAnswer("1.3", "one recv(4096) for the reply", (OneRecvStub,),
+                says="one recv() returns whatever has arrived"),
+    WrongAnswer("1.2", "True accepted as a number", (bools_are_numbers,),
+                says="add with params [True, 2]"),
+    WrongAnswer("1.2", "only the first param type-checked", (first_param_only,),
+                says="multiply with params [3, 'ab']"),
+    WrongAnswer("1.2", "except Exception: the function's own failure blamed on the client",
+                (blames_the_client,), says="INTERNAL, not the caller's"),
     WrongAnswer("1.1", "returns reply.get('result'), so errors come back as None", (ErrorAsResult,),
                 says="returned None, expected RemoteError 'METHOD_NOT_FOUND'"),
     WrongAnswer("1.1", "returns the whole reply dict", (WholeReply,), says="got {'result': 5}"),

@@ -6,8 +6,9 @@ import math
 import random
 import socket
 import time
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import grpc
 
@@ -19,6 +20,8 @@ from helpers.wiretap import Call, wiretap
 
 LESSON = "01_rpc_concepts"
 FUNCTIONS = {"add": lambda a, b: a + b, "multiply": lambda a, b: a * b}
+# For the checks of the stubs: a reply of about 14 kB, and a function with a bug of its own.
+STUB_FUNCTIONS = {**FUNCTIONS, "count": lambda n: list(range(int(n))), "divide": lambda a, b: a / b}
 
 
 def reference_dispatch(request: dict, functions: dict = FUNCTIONS) -> dict:
@@ -35,6 +38,8 @@ def reference_dispatch(request: dict, functions: dict = FUNCTIONS) -> dict:
         return {"result": functions[method](*params)}
     except TypeError:
         return error_reply("INVALID_PARAMS", f"{method} takes 2 numbers, got {len(params)}")
+    except Exception as error:  # the function's own failure: the server's fault, not the client's
+        return error_reply("INTERNAL", f"{method} failed: {type(error).__name__}")
 
 
 def expect_remote_error(function: Callable[[], Any], code: str, what: str) -> RemoteError:
@@ -65,10 +70,8 @@ def _gone_address() -> tuple[str, int]:
     notebook=LESSON,
     hint="The cell \"The five steps\" does one call by hand; call() does the same with "
     "send_json and receive_json, then looks at the reply: a result, or an error to raise.",
-    second_hint="with socket.create_connection(self.address) as sock: send_json(sock, "
-    "{'method': method, 'params': params}); reply = receive_json(sock). Then: if 'error' in "
-    "reply, raise RemoteError(reply['error']['code'], reply['error']['message']); else return "
-    "reply['result'].",
+    second_hint="A reply can be longer than one recv() returns: the helpers above read a whole "
+    "line. An error reply carries its own code; pass on whatever code the server chose.",
 )
 def stub(stub_class: type) -> str:
     with jsonrpc.serve_json(reference_dispatch, name="check-1.1") as server:
@@ -80,7 +83,30 @@ def stub(stub_class: type) -> str:
             expect_equal(got, expected, f"stub.{method}{tuple(params)}")
         expect_remote_error(lambda: within(5, lambda: calc.power(2, 8), advice),
                              "METHOD_NOT_FOUND", "stub.power(2, 8), a method the server lacks,")
-    return "add, multiply and an unknown method behaved like local calls over a real socket"
+    _expect_codes_and_long_replies(stub_class, lambda address: stub_class(address))
+    return ("add, multiply, a 14 kB reply, and errors with the server's own codes behaved like "
+            "local calls over a real socket")
+
+
+def _expect_codes_and_long_replies(stub_class: type, make: Callable[[Any], Any]) -> None:
+    """A long reply arrives whole; each error reply keeps the code the server chose."""
+    with jsonrpc.serve_json(partial(reference_dispatch, functions=STUB_FUNCTIONS),
+                            name="check-1.x-long") as server:
+        calc = make(server.address)
+        try:
+            got = within(5, lambda: calc.count(3000), "read the reply up to its newline")
+        except ValueError as error:
+            raise Mismatch(f"a reply of about 14 kB could not be decoded ({error}): one recv() "
+                           "returns whatever has arrived, at most its buffer size; read up to "
+                           "the newline (receive_json does)") from None
+        expect(got == list(range(3000)), "stub.count(3000), a reply of about 14 kB, came back "
+               f"wrong ({len(got) if isinstance(got, list) else got!r}): read the whole line")
+        expect_remote_error(lambda: within(5, lambda: calc.add("2", 3), "the server answers"),
+                             "INVALID_PARAMS", "stub.add('2', 3), which the server refuses "
+                             "with INVALID_PARAMS,")
+        expect_remote_error(lambda: within(5, lambda: calc.divide(1, 0), "the server answers"),
+                             "INTERNAL", "stub.divide(1, 0), which fails inside the server "
+                             "with INTERNAL,")
 
 
 def _call_directly(dispatch: Callable[[dict, dict], dict], request: dict, functions: dict,
@@ -100,10 +126,9 @@ def _call_directly(dispatch: Callable[[dict, dict], dict], request: dict, functi
     hint="Test the request before calling anything: is the method a key of `functions`? Is "
     "params a list of numbers? What does calling a function with the wrong number of "
     "arguments raise?",
-    second_hint="First `if method not in functions: return error_reply('METHOD_NOT_FOUND', "
-    "...)`; then check isinstance(params, list) and that each one is an int or float, else "
-    "error_reply('INVALID_PARAMS', ...); call functions[method](*params) inside "
-    "try/except TypeError for the wrong number of arguments.",
+    second_hint="Every parameter must be a number, not just the first; and in Python True is an "
+    "int. A function that fails by itself is the server's problem, not the caller's: only a "
+    "wrong number of arguments is the caller's.",
 )
 def dispatcher(dispatch: Callable[[dict, dict], dict]) -> str:
     expect_equal(dispatch({"method": "add", "params": [2, 3]}, FUNCTIONS), {"result": 5},
@@ -128,12 +153,38 @@ def dispatcher(dispatch: Callable[[dict, dict], dict]) -> str:
                                      "a call to 'power', which does not exist,")
         expect("power" in error.message,
                f"the METHOD_NOT_FOUND message {error.message!r} should name the method 'power'")
-        for params in (["2", 3], ["ab", 3], [1], [1, 2, 3], 5, [None, 1]):
-            method = "multiply" if params == ["ab", 3] else "add"
+        for params in (["2", 3], ["ab", 3], [3, "ab"], [1], [1, 2, 3], 5, [None, 1],
+                       [True, 2], [2, False]):
+            method = "multiply" if "ab" in str(params) else "add"
             expect_remote_error(lambda: remote(method, params), "INVALID_PARAMS",
                                  f"{method} with params {params!r}")
+    broken = {"divide": lambda a, b: a / b}
+    reply = _call_directly(dispatch, {"method": "divide", "params": [1, 0]}, broken,
+                           "functions={'divide': lambda a, b: a / b}")
+    code = reply.get("error", {}).get("code") if isinstance(reply, dict) else None
+    expect(code == "INTERNAL", f"dispatch({{'method': 'divide', 'params': [1, 0]}}, ...) returned "
+           f"{reply!r}: the request was well formed and the function itself failed "
+           "(ZeroDivisionError), so that is the server's fault: INTERNAL, not the caller's "
+           "INVALID_PARAMS")
+    draw = random.Random(12)
+    values = [0, 1, -2, 2.5, True, False, None, "3", [], {}, 10**20]
+    for _ in range(150):
+        request = {"method": draw.choice(["add", "multiply", "power", "Add", ""]),
+                   "params": draw.choice([[draw.choice(values) for _ in range(draw.randrange(4))],
+                                          draw.choice(values)])}
+        if draw.random() < 0.1:
+            del request["params"]
+        got = _call_directly(dispatch, request, FUNCTIONS, "functions")
+        expected = reference_dispatch(request)
+        shape = (lambda reply: ("error", reply["error"]["code"]) if "error" in reply
+                 else ("result", reply.get("result")))
+        expect(isinstance(got, dict) and ("error" in got or "result" in got)
+               and shape(got) == shape(expected),
+               f"dispatch({request!r}, functions) returned {got!r}, expected "
+               f"{shape(expected)[0]} {shape(expected)[1]!r}")
     return ("results for good calls, with the functions it was given; METHOD_NOT_FOUND for "
-            "'power', INVALID_PARAMS for 6 bad params")
+            "'power', INVALID_PARAMS for 9 bad params (booleans and a bad second one included), "
+            "INTERNAL for a function that fails; 150 generated requests agree with the reference")
 
 
 def _time_a_silent_call(stub_class: type, address: tuple[str, int], timeout: float) -> float:
@@ -159,11 +210,31 @@ def _time_a_silent_call(stub_class: type, address: tuple[str, int], timeout: flo
     notebook=LESSON,
     hint="socket.create_connection takes a timeout; what does the socket raise when it runs "
     "out, and which error does the caller of a stub expect instead?",
-    second_hint="Pass timeout=self.timeout to socket.create_connection, and wrap the send and "
-    "receive in try/except TimeoutError (only that one: a refused connection is not a timeout): "
-    "raise RemoteError('DEADLINE_EXCEEDED', f'no reply within {self.timeout} s').",
+    second_hint="The timeout must already be in force while connecting (a server whose queue "
+    "is full never completes the connection), and it belongs to this socket only, not to "
+    "every socket of the process. Only a timeout is a DEADLINE_EXCEEDED.",
 )
 def timeout_stub(stub_class: type) -> str:
+    with _default_timeout_kept():
+        return _timeout_stub(stub_class)
+
+
+@contextmanager
+def _default_timeout_kept() -> Iterator[None]:
+    """Fail if the learner's code changed the process-wide socket timeout; restore it anyway."""
+    before = socket.getdefaulttimeout()
+    try:
+        yield
+    finally:
+        changed = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(before)
+        if changed != before:  # replaces whatever that change broke on the way
+            raise Mismatch(f"after your calls, socket.getdefaulttimeout() is {changed!r}: "
+                           "setdefaulttimeout changes every socket the process opens from then "
+                           "on; give the timeout to this connection only")
+
+
+def _timeout_stub(stub_class: type) -> str:
     silent = jsonrpc.serve_json(lambda request: None, name="check-1.3-silent")
     try:
         with jsonrpc.serve_json(reference_dispatch, name="check-1.3") as server:
@@ -181,6 +252,11 @@ def timeout_stub(stub_class: type) -> str:
                    "number")
     finally:
         silent.stop()  # any call still blocked gets ConnectionError and its thread ends
+    with _full_backlog() as address:
+        took = _time_a_silent_call(stub_class, address, 0.5)
+        expect(took <= 2, f"against a server whose queue is full the stub gave up after "
+               f"{took:.1f} s, expected about 0.5 s")
+    _expect_codes_and_long_replies(stub_class, lambda address: stub_class(address, timeout=2))
     gone = _gone_address()
     try:
         within(5, lambda: stub_class(gone, timeout=2).add(2, 3), "nothing listens there")
@@ -194,7 +270,33 @@ def timeout_stub(stub_class: type) -> str:
     else:
         raise Mismatch("a call to an address where nothing listens returned instead of raising")
     return ("answers in time; DEADLINE_EXCEEDED after 0.3 s and 1.5 s, as asked, from a silent "
-            "server; a refused connection is not called a timeout")
+            "server and from one whose queue is full; the process-wide default untouched; a long "
+            "reply and the server's own error codes; a refused connection is not a timeout")
+
+
+@contextmanager
+def _full_backlog() -> Iterator[tuple[str, int]]:
+    """An address whose listening queue is full: a new connection is never completed."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()[:2]
+    waiting = []
+    try:
+        for _ in range(8):  # never accepted: they fill the queue
+            sock = socket.socket()
+            sock.setblocking(False)
+            try:
+                sock.connect(address)
+            except BlockingIOError:
+                pass
+            waiting.append(sock)
+        time.sleep(0.1)
+        yield address
+    finally:
+        for sock in waiting:
+            sock.close()
+        listener.close()
 
 
 # ---- 1.4: reading a capture ------------------------------------------------------------------
