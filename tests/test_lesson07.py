@@ -7,6 +7,7 @@ naming the mistake, on the plausible wrong answers in WRONG_ANSWERS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 
 import grpc
@@ -347,6 +348,113 @@ class OffloadsUpperLimitOnly(Offloading):
         return calculator_pb2.MultiplyReply(result=product)
 
 
+
+# --- 7.5: the fastest of several replicas ---------------------------------------------------
+
+async def fastest_add(targets, a, b, timeout):
+    async with contextlib.AsyncExitStack() as stack:
+        calls = []
+        for target in targets:
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(target))
+            calls.append(calculator_pb2_grpc.CalculatorStub(channel).Add(_add(a, b), timeout=timeout))
+        pending = {asyncio.ensure_future(call): call for call in calls}
+        error = None
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    del pending[task]
+                    if task.exception() is None:
+                        return task.result().result
+                    error = task.exception()
+            raise error
+        finally:
+            for call in pending.values():
+                call.cancel()
+
+
+async def fastest_add_as_completed(targets, a, b, timeout):
+    """Correct too: as_completed over tasks, and the tasks cancelled (which cancels the calls)."""
+    channels = [grpc.aio.insecure_channel(target) for target in targets]
+    tasks = [asyncio.ensure_future(calculator_pb2_grpc.CalculatorStub(c).Add(_add(a, b),
+                                                                            timeout=timeout))
+             for c in channels]
+    try:
+        error = None
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                return (await next_done).result
+            except grpc.RpcError as failed:
+                error = failed
+        raise error
+    finally:
+        for task in tasks:
+            task.cancel()
+        for channel in channels:
+            await channel.close()
+
+
+async def fastest_one_by_one(targets, a, b, timeout):
+    error = None
+    for target in targets:
+        async with grpc.aio.insecure_channel(target) as channel:
+            try:
+                return (await calculator_pb2_grpc.CalculatorStub(channel).Add(
+                    _add(a, b), timeout=timeout)).result
+            except grpc.RpcError as failed:
+                error = failed
+    raise error
+
+
+async def fastest_gather_all(targets, a, b, timeout):
+    channels = [grpc.aio.insecure_channel(t) for t in targets]
+    try:
+        replies = await asyncio.gather(*(calculator_pb2_grpc.CalculatorStub(c).Add(
+            _add(a, b), timeout=timeout) for c in channels), return_exceptions=True)
+    finally:
+        for channel in channels:
+            await channel.close()
+    for reply in replies:
+        if not isinstance(reply, BaseException):
+            return reply.result
+    raise replies[0]
+
+
+async def fastest_first_done_even_failed(targets, a, b, timeout):
+    async with contextlib.AsyncExitStack() as stack:
+        tasks = []
+        for target in targets:
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(target))
+            tasks.append(asyncio.ensure_future(calculator_pb2_grpc.CalculatorStub(channel).Add(
+                _add(a, b), timeout=timeout)))
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return done.pop().result().result
+
+
+async def fastest_never_cancels(targets, a, b, timeout):
+    channels = [grpc.aio.insecure_channel(t) for t in targets]
+    tasks = [asyncio.ensure_future(calculator_pb2_grpc.CalculatorStub(c).Add(_add(a, b),
+                                                                            timeout=timeout))
+             for c in channels]
+    error = None
+    for next_done in asyncio.as_completed(tasks):
+        try:
+            return (await next_done).result
+        except grpc.RpcError as failed:
+            error = failed
+    raise error
+
+
+async def fastest_unsolved(targets, a, b, timeout):
+    raise NotImplementedError("Exercise 7.5: not solved yet")
+
+
+async def fastest_without_deadline(targets, a, b, timeout):
+    return await fastest_add(targets, a, b, None)
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("7.1", "context.abort without await", (ForgetsAwait,), "UNKNOWN"),
     WrongAnswer("7.1", "plain def methods", (SyncMethods,), "async def"),
@@ -376,6 +484,16 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("7.4", "one call's work at a time", (OneThreadAtATime,), "one at a time"),
     WrongAnswer("7.4", "no int32 range check on the product", (OffloadsWithoutRangeCheck,),
                 "in_int32"),
+    WrongAnswer("7.5", "asks the replicas one after another", (fastest_one_by_one,),
+                "ask every replica at once"),
+    WrongAnswer("7.5", "gathers every reply before answering", (fastest_gather_all,),
+                "return as soon as one call succeeds"),
+    WrongAnswer("7.5", "takes the first call to finish, even a failed one",
+                (fastest_first_done_even_failed,), "a failed call is not an answer"),
+    WrongAnswer("7.5", "never cancels the slower calls", (fastest_never_cancels,),
+                "cancel the calls still running"),
+    WrongAnswer("7.5", "no deadline on the calls", (fastest_without_deadline,),
+                "every call needs the deadline"),
     WrongAnswer("7.1", "overflow checked at the upper limit only", (UpperLimitOnly,),
                 "Add(INT32_MIN, -1) ended with UNKNOWN"),
     WrongAnswer("7.2", "edges excluded", (EdgesExcludedAsync,), "edges are inside"),
@@ -398,6 +516,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
 @pytest.mark.parametrize("exercise_id, answer", [
     ("7.1", AsyncCalculator), ("7.2", AsyncGuide), ("7.2", WritingGuide), ("7.3", add_all),
     ("7.3", add_all_with_tasks), ("7.4", Offloading), ("7.4", OffloadingWithExecutor),
+    ("7.5", fastest_add), ("7.5", fastest_add_as_completed),
 ], ids=lambda value: getattr(value, "__name__", value))
 def test_right_answers_pass(exercise_id: str, answer, capsys) -> None:
     passes(capsys, exercise_id, answer)
@@ -405,7 +524,7 @@ def test_right_answers_pass(exercise_id: str, answer, capsys) -> None:
 
 @pytest.mark.parametrize("exercise_id, answer", [
     ("7.1", UnsolvedAsync), ("7.2", AsyncGuideUnsolved), ("7.3", add_all_unsolved),
-    ("7.4", UnsolvedOffloading),
+    ("7.4", UnsolvedOffloading), ("7.5", fastest_unsolved),
 ])
 def test_unsolved_answers_say_not_solved(exercise_id: str, answer, capsys) -> None:
     out = fails(capsys, exercise_id, answer)

@@ -385,3 +385,116 @@ def off_the_loop(servicer: Any) -> str:
     run_in_fresh_loop(both_limits)
     return ("the blocking work ran in worker threads, overlapping, while the loop stayed free; "
             "overflows at both ends of int32 are refused")
+
+
+class _Replica(calculator_pb2_grpc.CalculatorServicer):
+    """One of several servers running the same calculator: slow, failing, or stuck."""
+
+    def __init__(self, delay: float, code: grpc.StatusCode | None = None) -> None:
+        self.delay, self.code = delay, code
+        self.started: list[float] = []
+        self.ended: list[str] = []  # "answered", "failed" or "cancelled", per call
+
+    async def Add(self, request, context):
+        self.started.append(time.monotonic())
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.ended.append("cancelled")
+            raise
+        if self.code is not None:
+            self.ended.append("failed")
+            await context.abort(self.code, f"this replica fails with {self.code.name}")
+        self.ended.append("answered")
+        return calc_pb2.AddReply(result=request.a + request.b)
+
+
+async def _race(fastest_add: Callable, replicas: list[_Replica], a: int, b: int,
+                timeout: float) -> tuple[Any, float]:
+    """Serve `replicas`, run the learner's fastest_add over their targets: (outcome, seconds)."""
+    servers = [await serve_aio(calculator_pb2_grpc.add_CalculatorServicer_to_server, replica,
+                               name=f"check-7.5-{next(_ids)}") for replica in replicas]
+    try:
+        start = time.monotonic()
+        try:
+            outcome: Any = await asyncio.wait_for(
+                fastest_add([server.target for server in servers], a, b, timeout), timeout + 3)
+        except asyncio.TimeoutError:
+            raise Mismatch(f"fastest_add was still waiting {timeout + 3:.1f} s after it started, "
+                           f"with timeout={timeout}: every call needs the deadline") from None
+        except grpc.RpcError as error:
+            outcome = error
+        took = time.monotonic() - start
+        await asyncio.sleep(0.3)  # let the servers see what became of the other calls
+        return outcome, took
+    finally:
+        for server in servers:
+            await server.stop(None)
+
+
+@exercise(
+    "7.5",
+    "Challenge: the fastest of several replicas",
+    notebook=LESSON,
+    hint="Start every call before waiting for any; then wait for the next one to finish, "
+    "again and again, until one has succeeded or none is left.",
+    second_hint="asyncio.wait with return_when=FIRST_COMPLETED hands back what is done and what "
+    "is still pending; a grpc.aio call object has cancel(). A call that failed is not an "
+    "answer.",
+)
+def fastest_replica(fastest_add: Callable[..., Awaitable[int]]) -> str:
+    expect(inspect.iscoroutinefunction(fastest_add),
+           "fastest_add is not an async function: declare it with `async def`")
+    failed = grpc.StatusCode.UNAVAILABLE
+
+    async def run() -> None:
+        slow, quick, middle = _Replica(0.8), _Replica(0.05), _Replica(0.5)
+        outcome, took = await _race(fastest_add, [slow, quick, middle], 20, 22, 3)
+        if isinstance(outcome, grpc.RpcError):
+            raise Mismatch(f"with replicas answering after 0.8, 0.05 and 0.5 s, fastest_add "
+                           f"raised {describe_rpc_error(outcome)} instead of returning 42")
+        expect_equal(outcome, 42, "fastest_add(targets, 20, 22, timeout=3)")
+        starts = [replica.started[0] for replica in (slow, quick, middle) if replica.started]
+        expect(len(starts) == 3, f"only {len(starts)} of the 3 replicas were called: ask every "
+               "replica at once, not one after another")
+        expect(max(starts) - min(starts) < 0.2, f"the last replica was called "
+               f"{max(starts) - min(starts):.2f} s after the first: ask every replica at once, "
+               "not one after another")
+        expect(took < 0.45, f"fastest_add returned after {took:.2f} s, though a replica answered "
+               "after 0.05 s: return as soon as one call succeeds, without waiting for the others")
+        losers = [r.ended for r in (slow, middle)]
+        expect(all(ended == ["cancelled"] for ended in losers),
+               f"the two slower replicas' calls ended {losers} on their servers: once a reply "
+               "is in, cancel the calls still running so their servers stop working for nobody")
+
+        first_fails = [_Replica(0.0, failed), _Replica(0.15), _Replica(0.05, failed)]
+        outcome, _ = await _race(fastest_add, first_fails, 1, 2, 3)
+        expect(outcome == 3, f"with two replicas failing at once and one answering after 0.15 s, "
+               f"fastest_add gave {_shown_outcome(outcome)}: a failed call is not an answer; "
+               "keep waiting while another call may still succeed")
+
+        all_fail = [_Replica(0.0, grpc.StatusCode.INVALID_ARGUMENT), _Replica(0.05, failed),
+                    _Replica(0.1, grpc.StatusCode.RESOURCE_EXHAUSTED)]
+        outcome, _ = await _race(fastest_add, all_fail, 1, 2, 3)
+        expect(isinstance(outcome, grpc.RpcError),
+               f"when every replica failed, fastest_add gave {_shown_outcome(outcome)}: raise "
+               "the RpcError of one of the failed calls")
+
+        stuck = [_Replica(30), _Replica(30)]
+        outcome, took = await _race(fastest_add, stuck, 1, 2, 0.3)
+        expect(isinstance(outcome, grpc.RpcError)
+               and outcome.code() == grpc.StatusCode.DEADLINE_EXCEEDED and took < 1.5,
+               f"with replicas that never answer and timeout=0.3, fastest_add gave "
+               f"{_shown_outcome(outcome)} after {took:.1f} s: give every call the deadline, "
+               "and raise its DEADLINE_EXCEEDED")
+
+    run_in_fresh_loop(run, seconds=30)
+    return ("all replicas asked at once; the first success returned within 0.45 s and the "
+            "slower calls cancelled on their servers; failures skipped while another may "
+            "succeed; all failing or stuck ended in an RpcError, the stuck ones at the deadline")
+
+
+def _shown_outcome(outcome: Any) -> str:
+    if isinstance(outcome, grpc.RpcError):
+        return f"the error {describe_rpc_error(outcome)}"
+    return f"{outcome!r}"
