@@ -3,6 +3,8 @@ pass; plausible wrong answers fail with a message that names the mistake."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Any
 
 import grpc
@@ -339,7 +341,99 @@ def catches_the_error(stub: Any, names: list[str]) -> tuple[dict, list[str]]:
     return found, [name for name in names if name not in found]
 
 
+
+# 4.4 one name at a time -----------------------------------------------------------------
+
+
+def _one_at_a_time(stub, names, timeout, *, cancel=False, past_missing=False):
+    outbox: queue.Queue = queue.Queue()
+
+    def requests():
+        while (name := outbox.get()) is not None:
+            yield people_pb2.Name(name=name)
+
+    found, stopped = [], False
+    replies = stub.GetPeople(requests(), timeout=timeout)
+    try:
+        for name in names:
+            outbox.put(name)
+            result = next(replies)
+            if not result.HasField("person"):
+                stopped = True
+                if not past_missing:
+                    break
+            elif not stopped:
+                found.append(result.person)
+    finally:
+        if cancel:
+            replies.cancel()
+        outbox.put(None)
+    if not cancel:
+        for _ in replies:
+            pass
+    return found
+
+
+def unsolved_ask(stub, names, timeout):
+    raise NotImplementedError("Exercise 4.4: not solved yet")
+
+
+def ask_until_missing(stub, names, timeout):
+    return _one_at_a_time(stub, names, timeout)
+
+
+def ask_with_a_thread_and_event(stub, names, timeout):
+    """Correct too: an Event per reply instead of a queue of names."""
+    turn, answers, found = threading.Event(), [], []
+    stop = threading.Event()
+
+    def requests():
+        for name in names:
+            yield people_pb2.Name(name=name)
+            turn.wait(timeout)
+            turn.clear()
+            if stop.is_set():
+                return
+
+    for result in stub.GetPeople(requests(), timeout=timeout):
+        answers.append(result)
+        if not result.HasField("person"):
+            stop.set()
+        else:
+            found.append(result.person)
+        turn.set()
+    return found
+
+
+def ask_all_at_once(stub, names, timeout):
+    found = []
+    for result in stub.GetPeople(iter([people_pb2.Name(name=n) for n in names]), timeout=timeout):
+        if not result.HasField("person"):
+            break
+        found.append(result.person)
+    return found
+
+
+def ask_then_cancel(stub, names, timeout):
+    return _one_at_a_time(stub, names, timeout, cancel=True)
+
+
+def ask_past_the_missing(stub, names, timeout):
+    return _one_at_a_time(stub, names, timeout, past_missing=True)
+
+
+def ask_without_deadline(stub, names, timeout):
+    return _one_at_a_time(stub, names, None)
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("4.4", "sends every name at once", (ask_all_at_once,),
+                "leaving the client before the reply"),
+    WrongAnswer("4.4", "ends the stream with cancel()", (ask_then_cancel,),
+                "ended the call with a cancel"),
+    WrongAnswer("4.4", "carries on past the missing name", (ask_past_the_missing,),
+                "nothing may follow 'Nobody'"),
+    WrongAnswer("4.4", "no deadline on the stream", (ask_without_deadline,), "without a deadline"),
     WrongAnswer("4.1", "case-insensitive match", (CaseInsensitive,),
                 "GetPerson('alice') succeeded with a person named 'Alice' although nobody"),
     WrongAnswer("4.1", "prefix match (startswith)", (PrefixMatch,),
@@ -406,6 +500,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys: Any) -> None:
     ("4.2", PeopleDirectory), ("4.2", UsesLookupWithKwargs),
     ("4.3", lookup_people), ("4.3", early_return_for_no_names),
     ("4.3", with_which_oneof_and_a_list), ("4.3", by_error_text),
+    ("4.4", ask_until_missing), ("4.4", ask_with_a_thread_and_event),
 ], ids=lambda value: getattr(value, "__name__", str(value)))
 def test_correct_answers_pass(exercise_id: str, answer: Any, capsys: Any) -> None:
     passes(capsys, exercise_id, answer)
@@ -420,7 +515,7 @@ class Unsolved(PeopleDirectory):
 
 
 @pytest.mark.parametrize("exercise_id, answer", [
-    ("4.1", Unsolved), ("4.2", Unsolved), ("4.3", unsolved_lookup)])
+    ("4.1", Unsolved), ("4.2", Unsolved), ("4.3", unsolved_lookup), ("4.4", unsolved_ask)])
 def test_unsolved_exercises_fail(exercise_id: str, answer: Any, capsys: Any) -> None:
     out = fails(capsys, exercise_id, answer)
     assert "not solved yet" in out or "NotImplementedError" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from collections import Counter
 from typing import Any, Callable, Iterator
 
@@ -19,8 +20,13 @@ from helpers.checks.core import (
     expect_equal,
     expect_error_status,
     stub_for,
+    within,
 )
 from helpers.reference import PeopleDirectory, Person, people_pb2 as pb2, sample_people
+from helpers.reference import people_pb2_grpc
+from helpers.reference.people import lookup
+from helpers.servers import serve
+from helpers.wiretap import CLIENT, wiretap
 
 LESSON = "04_people_directory"
 TIMEOUT = 5  # seconds: the deadline of the calls a check makes
@@ -302,3 +308,88 @@ def lookup_people(lookup: Callable[..., tuple[dict, list[str]]]) -> str:
                            "let its RpcError reach the caller")
     return (f"{len(cases)} lookups, one GetPeople stream each (with a deadline), found and "
             "missing split right, in order; a stream failing midway raised its error")
+
+
+class _PacedDirectory(PeopleDirectory):
+    """The reference directory, answering each name after 50 ms and noting what it received.
+
+    The pause lets a client that sends every name at once do so before the first reply."""
+
+    def __init__(self, people: dict[str, Person]) -> None:
+        super().__init__(people)
+        self.received: list[str] = []
+        self.time_left: list[float | None] = []
+
+    def GetPeople(self, request_iterator, context):
+        self.time_left.append(context.time_remaining())
+        for request in request_iterator:
+            self.received.append(request.name)
+            time.sleep(0.05)
+            yield lookup(self.people, request.name)
+
+
+def _sent_ahead(call: Any) -> int | None:
+    """The first request (1-based) that left the client before the reply to the one before it."""
+    sent = answered = 0
+    for frame in call.frames:
+        if frame.type != "DATA":
+            continue
+        for _ in frame.messages:
+            if frame.direction == CLIENT:
+                sent += 1
+                if sent >= 2 and answered < sent - 1:
+                    return sent
+            else:
+                answered += 1
+    return None
+
+
+@exercise(
+    "4.4",
+    "Challenge: one name at a time, until one is missing",
+    notebook=LESSON,
+    hint="The request iterator is pulled by gRPC whenever it likes: to hold the next name back "
+    "until its turn, the iterator must wait for something your loop over the replies gives it.",
+    second_hint="A queue.Queue between the reply loop and a generator works: the generator "
+    "yields what it takes from the queue and ends when it takes a sentinel. Ending the "
+    "generator is how the client closes its side.",
+)
+def one_at_a_time(ask: Callable[..., list]) -> str:
+    people = _people()
+    cases = [(["Alice", "Bob", "Nobody", "Zed"], ["Alice", "Bob"]),
+             (["Zed", "Alice", "Bob"], ["Zed", "Alice", "Bob"]),
+             (["Carol", "Alice"], [])]
+    for names, expected in cases:
+        servicer = _PacedDirectory(people)
+        with serve(people_pb2_grpc.add_PeopleDirectoryServicer_to_server, servicer,
+                   name="check-4.4") as server, wiretap(server.target) as tap:
+            with grpc.insecure_channel(tap.target) as channel:
+                stub = people_pb2_grpc.PeopleDirectoryStub(channel)
+                got = within(10, lambda: ask(stub, list(names), 5),
+                             "every name waits for the reply before it, and the stream ends")
+            tap.wait_for(lambda: tap.calls() and tap.calls()[-1].end != "open", timeout=3)
+            calls = [call for call in tap.calls() if call.path.endswith("/GetPeople")]
+        what = f"ask_until_missing(stub, {names}, timeout=5)"
+        expect(len(calls) == 1, f"{what} made {len(calls)} GetPeople calls; expected one stream")
+        call = calls[0]
+        ahead = _sent_ahead(call)
+        expect(ahead is None, f"{what}: the wire shows name {ahead} leaving the client before the "
+               f"reply to name {ahead and ahead - 1} had arrived: send one name, wait for its "
+               "reply, then send the next")
+        stop = names[len(expected)] if len(expected) < len(names) else None
+        expect(servicer.received == names[:len(expected) + (1 if stop else 0)],
+               f"{what}: the server received {servicer.received}"
+               + (f"; nothing may follow {stop!r}, the first name nobody has" if stop else ""))
+        expect(isinstance(got, list) and [p.name for p in got] == expected,
+               f"{what} returned {[getattr(p, 'name', p) for p in got] if isinstance(got, list) else got!r}, "
+               f"expected the Persons {expected}, in order")
+        expect(call.reset is None, f"{what} ended the call with a cancel (RST_STREAM "
+               f"{call.reset}): close the request side and read the stream to its end instead")
+        expect(call.half_closed and call.status == grpc.StatusCode.OK,
+               f"{what}: the call ended {call.end}, expected the client to close its side "
+               "(END_STREAM) and the stream to end OK")
+        expect(all(left is not None and left < 3600 for left in servicer.time_left),
+               f"{what} opened the stream without a deadline: pass timeout=")
+    return (f"{len(cases)} streams, read off the wire: each name left only after the reply to "
+            "the one before, nothing after the first missing name, Persons returned in order, "
+            "the client closed its side and the stream ended OK (no cancel), with a deadline")
