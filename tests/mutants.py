@@ -20,7 +20,7 @@ import re
 import sys
 import time
 import tomllib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -323,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
              and (not wanted or any(p.name.startswith(f"{int(e.split('.')[0]):02d}_") for e in wanted))]
     started, listed = time.monotonic(), equivalents()
     with ProcessPoolExecutor(args.workers) as pool:
-        jobs = [pool.submit(run_notebook, p, wanted, args.max_per_exercise, args.timeout) for p in paths]
+        jobs = {pool.submit(run_notebook, p, wanted, args.max_per_exercise, args.timeout): p for p in paths}
+        for job in as_completed(jobs):  # progress, on stderr
+            print(f"{jobs[job].name} done after {time.monotonic() - started:.0f}s", file=sys.stderr)
         results = [r for job in jobs for r in job.result()]
     failed = 0
     print(f"{'exercise':>8} {'mutants':>7} {'killed':>6} {'score':>6} {'time':>6}")
