@@ -72,8 +72,10 @@ class Mutator(ast.NodeTransformer):
                 n in self.region for n in range(node.lineno, node.end_lineno + 1)):
             for label, change in candidates(node):
                 index, self.count = self.count, self.count + 1
-                if self.target is None:
-                    self.sites.append(f"L{node.lineno}: {label}")
+                if self.target is None:  # the same change twice on a line: "#2" tells them apart
+                    label = f"L{node.lineno}: {label}"
+                    same = sum(site.split(" #")[0] == label for site in self.sites)
+                    self.sites.append(f"{label} #{same + 1}" if same else label)
                 elif index == self.target:
                     return change()
         return node
@@ -277,6 +279,8 @@ def run_notebook(path: Path, wanted: set[str] | None, k: int | None, timeout: in
                     if error := try_mutant(kernel, exercise, original):
                         result.problems.append(f"after mutant {label!r}: the solution fails ({error})")
             result.seconds = time.monotonic() - started
+            print(f"  {exercise.id}: {result.killed}/{result.total} killed in {result.seconds:.0f}s",
+                  file=sys.stderr, flush=True)
             results.append(result)
             done = exercise.check + 1
     finally:
@@ -321,12 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for p in sorted(SOLUTIONS.glob("*.ipynb"))
              if (not args.lesson or any(p.name.startswith(l) for l in args.lesson))
              and (not wanted or any(p.name.startswith(f"{int(e.split('.')[0]):02d}_") for e in wanted))]
+    paths.sort(key=lambda p: -p.stat().st_size)  # the biggest notebooks first: they take longest
     started, listed = time.monotonic(), equivalents()
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = {pool.submit(run_notebook, p, wanted, args.max_per_exercise, args.timeout): p for p in paths}
         for job in as_completed(jobs):  # progress, on stderr
             print(f"{jobs[job].name} done after {time.monotonic() - started:.0f}s", file=sys.stderr)
-        results = [r for job in jobs for r in job.result()]
+        results = sorted((r for job in jobs for r in job.result()),
+                         key=lambda r: tuple(map(int, r.exercise.split("."))))
     failed = 0
     print(f"{'exercise':>8} {'mutants':>7} {'killed':>6} {'score':>6} {'time':>6}")
     for r in results:

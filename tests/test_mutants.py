@@ -93,6 +93,13 @@ def test_an_only_except_clause_leaves_the_try_body() -> None:
     assert dropped == "def f(g):\n    return g()"
 
 
+def test_labels_are_unique_even_for_the_same_change_on_one_line() -> None:
+    source = "### BEGIN SOLUTION\nx = f(0, 0)\n### END SOLUTION\n"
+    found = labels(source)
+    assert len(found) == len(set(found))
+    assert "L2: 0 -> 1" in found and "L2: 0 -> 1 #2" in found
+
+
 def test_sample_is_bounded_deterministic_and_in_order() -> None:
     items = list(range(50))
     picked = mutants.sample(items, 10, seed="3.2")
