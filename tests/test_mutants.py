@@ -141,3 +141,15 @@ def test_the_survivors_file_names_real_exercises_and_says_why() -> None:
         for label, entry in entries.items():
             assert label.startswith("L"), label
             assert entry.get("reason") if entry.get("equivalent") else entry.get("kill"), (exercise, label)
+
+
+def test_every_listed_survivor_is_a_mutant_of_the_current_solution() -> None:
+    """A solution edited since the survivors were listed shows up here: relist them."""
+    current = {}
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for exercise in mutants.exercises(notebook):
+            current[exercise.id] = set(labels(notebook.cells[exercise.cell].source))
+    stale = [(exercise, label) for exercise, entries in mutants.equivalents().items()
+             for label in entries if label not in current.get(exercise, set())]
+    assert not stale, f"tests/mutants_survivors.toml lists mutants that no longer exist: {stale}"
