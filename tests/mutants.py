@@ -334,12 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         results = sorted((r for job in jobs for r in job.result()),
                          key=lambda r: tuple(map(int, r.exercise.split("."))))
     failed = 0
-    print(f"{'exercise':>8} {'mutants':>7} {'killed':>6} {'score':>6} {'time':>6}")
+    print(f"{'exercise':>8} {'mutants':>7} {'killed':>6} {'score':>6} {'w/o eq.':>7} {'time':>6}")
     for r in results:
         ok, why = verdict(r, listed.get(r.exercise, {}))
         failed += not ok
+        equivalent = sum(bool(listed.get(r.exercise, {}).get(s, {}).get("equivalent")) for s in r.survivors)
         score = f"{r.killed / r.total:.0%}" if r.total else "-"
-        print(f"{r.exercise:>8} {r.total:>7} {r.killed:>6} {score:>6} {r.seconds:>5.0f}s"
+        plain = f"{r.killed / (r.total - equivalent):.0%}" if r.total > equivalent else "-"
+        print(f"{r.exercise:>8} {r.total:>7} {r.killed:>6} {score:>6} {plain:>7} {r.seconds:>5.0f}s"
               f"  {'ok' if ok else 'FAIL'} {why}  killed by: "
               + ", ".join(f"{name} {count}" for name, count in sorted(r.reasons.items())))
         for problem in r.problems:
