@@ -180,6 +180,7 @@ class Result:
     total: int = 0
     killed: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # how mutants were killed: error -> count
+    killed_by: dict[str, str] = field(default_factory=dict)  # mutation -> the error that killed it
     survivors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # the official solution failing its check
     seconds: float = 0.0
@@ -272,6 +273,7 @@ def run_notebook(path: Path, wanted: set[str] | None, k: int | None, timeout: in
                 if reason := try_mutant(kernel, exercise, source):
                     result.killed += 1
                     result.reasons[reason] = result.reasons.get(reason, 0) + 1
+                    result.killed_by[label] = reason
                 else:
                     result.survivors.append(label)
                 if try_mutant(kernel, exercise, original):  # a mutant may have left a mess behind
@@ -316,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-exercise", type=int, help="a seeded sample of at most K mutants")
     parser.add_argument("--workers", type=int, default=2, help="notebooks run at the same time")
     parser.add_argument("--timeout", type=int, default=60, help="seconds a cell may run")
+    parser.add_argument("--verbose", action="store_true", help="list the killed mutants too")
     args = parser.parse_args(argv)
     for name in ("CONFIG", "DATA", "RUNTIME"):
         os.environ.setdefault(f"JUPYTER_{name}_DIR", str(ROOT / ".jupyter" / name.lower()))
@@ -346,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{name} {count}" for name, count in sorted(r.reasons.items())))
         for problem in r.problems:
             print(f"         ! {problem}")
+        for label, reason in r.killed_by.items() if args.verbose else ():
+            print(f"         killed   [{reason}] {label}")
         for label in r.survivors:
             note = listed.get(r.exercise, {}).get(label, {})
             tag = "equivalent" if note.get("equivalent") else ("listed" if note else "NEW")
