@@ -311,9 +311,16 @@ def verdict(result: Result, listed: dict[str, dict], floor: float = FLOOR) -> tu
     return (not unexplained, f"below {floor:.0%}" + (" (survivors all equivalent)" if not unexplained else ""))
 
 
+def notebooks(lessons: list[str] | None, wanted: set[str] | None) -> list[Path]:
+    """The solution notebooks to run (lessons "03" or "3", exercises "3.2"), biggest first."""
+    numbers = {int(n) for n in lessons or []} | {int(e.split(".")[0]) for e in wanted or []}
+    paths = [p for p in SOLUTIONS.glob("*.ipynb") if not numbers or int(p.name[:2]) in numbers]
+    return sorted(paths, key=lambda p: -p.stat().st_size)  # the biggest take longest: start them first
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lesson", action="append", help="only lessons starting with this (e.g. 03)")
+    parser.add_argument("--lesson", action="append", help="only this lesson (e.g. 03 or 3)")
     parser.add_argument("--exercise", action="append", help="only this exercise (e.g. 3.2)")
     parser.add_argument("--max-per-exercise", type=int, help="a seeded sample of at most K mutants")
     parser.add_argument("--workers", type=int, default=2, help="notebooks run at the same time")
@@ -325,10 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("IPYTHONDIR", str(ROOT / ".jupyter" / "ipython"))
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     wanted = set(args.exercise) if args.exercise else None
-    paths = [p for p in sorted(SOLUTIONS.glob("*.ipynb"))
-             if (not args.lesson or any(p.name.startswith(l) for l in args.lesson))
-             and (not wanted or any(p.name.startswith(f"{int(e.split('.')[0]):02d}_") for e in wanted))]
-    paths.sort(key=lambda p: -p.stat().st_size)  # the biggest notebooks first: they take longest
+    paths = notebooks(args.lesson, wanted)
     started, listed = time.monotonic(), equivalents()
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = {pool.submit(run_notebook, p, wanted, args.max_per_exercise, args.timeout): p for p in paths}

@@ -153,3 +153,9 @@ def test_every_listed_survivor_is_a_mutant_of_the_current_solution() -> None:
     stale = [(exercise, label) for exercise, entries in mutants.equivalents().items()
              for label in entries if label not in current.get(exercise, set())]
     assert not stale, f"tests/mutants_survivors.toml lists mutants that no longer exist: {stale}"
+
+
+def test_notebooks_are_chosen_by_lesson_or_exercise() -> None:
+    assert [p.name[:2] for p in mutants.notebooks(["3"], None)] == ["03"]
+    assert {p.name[:2] for p in mutants.notebooks(["03"], {"12.2"})} == {"03", "12"}
+    assert len(mutants.notebooks(None, None)) == len(list(SOLUTIONS.glob("*.ipynb")))
