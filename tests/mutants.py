@@ -3,10 +3,14 @@
 For each exercise, the code between `### BEGIN SOLUTION` and `### END SOLUTION` in its cell of
 `solutions/NN_*.ipynb` is changed one small way at a time (a mutant). Each mutant replaces the
 exercise cell in a live kernel and the check cell runs: the mutant is *killed* when the check fails
-or hangs, and *survives* when the check passes. Survivors are either equivalent (same behaviour)
-or a hole in the check; `tests/mutants_survivors.toml` lists the equivalent ones with a reason.
+or hangs (a cell over --timeout seconds: the kernel is replaced and the notebook replayed), and
+*survives* when the check passes. After each mutant the official cell and its check run again,
+and must pass. A survivor is equivalent (same behaviour) or a hole in the check;
+`tests/mutants_survivors.toml` lists each one with its reason or the change that kills it.
+An exercise fails below 90% killed, unless all its survivors are listed as equivalent.
 
     python tests/mutants.py [--lesson 03] [--exercise 3.2] [--max-per-exercise K] [--workers N]
+    make mutants MUTANTS_ARGS="--max-per-exercise 8 --workers 3"    # a seeded sample, for CI
 """
 
 from __future__ import annotations
