@@ -15,7 +15,7 @@ $(shell mkdir -p .jupyter/ipython)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: install lab test test-browser test-hub progress lessons solutions lock bench clean
+.PHONY: install lab test test-browser test-hub progress lessons solutions lock bench mutants clean
 
 LOCK := requirements.lock
 UV_VERSION := 0.13.8
@@ -75,6 +75,11 @@ lock:
 bench: install
 	$(PY) benchmarks/foundation.py $(BENCH_ARGS)
 	$(PY) benchmarks/wiretap.py
+
+# Mutation testing: each check must notice small changes to its official solution (tests/mutants.py).
+# MUTANTS_ARGS="--lesson 03 --max-per-exercise 10 --workers 2" narrows a run.
+mutants: install
+	$(PY) tests/mutants.py $(MUTANTS_ARGS)
 
 clean:
 	rm -rf .proto_cache .jupyter artifacts
