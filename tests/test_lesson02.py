@@ -262,7 +262,87 @@ message Contact {
 """
 
 
+
+# ---- 2.6 ---------------------------------------------------------------------------------
+
+def fields_of(data):
+    fields, pos = [], 0
+    while pos < len(data):
+        key, pos = reference_varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire_type == 0:
+            value, pos = reference_varint(data, pos)
+        elif wire_type in (1, 2, 5):
+            size = {1: 8, 5: 4}.get(wire_type)
+            if size is None:
+                size, pos = reference_varint(data, pos)
+            if pos + size > len(data):
+                raise ValueError("the data ends too early")
+            value, pos = data[pos:pos + size], pos + size
+        else:
+            raise ValueError(f"wire type {wire_type}")
+        fields.append((number, wire_type, value))
+    return fields
+
+
+def _walk(data, *, one_byte_key=False, fixed_as_varint=False, check_length=True):
+    fields, pos = [], 0
+    while pos < len(data):
+        if one_byte_key:
+            key, pos = data[pos], pos + 1
+        else:
+            key, pos = reference_varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0 or (fixed_as_varint and wire_type in (1, 5)):
+            value, pos = reference_varint(data, pos)
+        elif wire_type in (1, 2, 5):
+            size = {1: 8, 5: 4}.get(wire_type)
+            if size is None:
+                size, pos = reference_varint(data, pos)
+            if check_length and pos + size > len(data):
+                raise ValueError("the data ends too early")
+            value, pos = data[pos:pos + size], pos + size
+        else:
+            raise ValueError(f"wire type {wire_type}")
+        fields.append((number, wire_type, value))
+    return fields
+
+
+def fields_number_and_type_swapped(data):
+    return [(wire_type, number, value) for number, wire_type, value in fields_of(data)]
+
+
+def fields_with_one_byte_keys(data):
+    return _walk(data, one_byte_key=True)
+
+
+def fields_sliced_silently(data):
+    return _walk(data, check_length=False)
+
+
+def fields_fixed_as_varints(data):
+    return _walk(data, fixed_as_varint=True)
+
+
+def fields_by_the_inspector(data):
+    from helpers.widgets import parse_wire
+
+    return [(f.number, f.wire_type, f.value) for f in parse_wire(data)]
+
+
 WRONG_ANSWERS = [
+    WrongAnswer("2.6", "number and wire type swapped", (fields_number_and_type_swapped,),
+                says="the reference gives [(1, 2, b'Ada'), (2, 0, 36)]"),
+    WrongAnswer("2.6", "keys read as one byte (fields above 15 break)",
+                (fields_with_one_byte_keys,), says="fields_of(80 01 01)"),
+    WrongAnswer("2.6", "a value cut short sliced silently", (fields_sliced_silently,),
+                says="the reference gives an exception (ValueError)"),
+    WrongAnswer("2.6", "fixed 32/64-bit values read as varints", (fields_fixed_as_varints,),
+                says="fields_of(39 00 00 00 00 00 00 00 00)"),
+    WrongAnswer("2.6", "hands the bytes to the course's wire inspector", (fields_by_the_inspector,),
+                says="not to let a parser do it"),
     WrongAnswer("2.1", "raises whenever protoc writes to stderr", (raises_on_stderr,),
                 says="a warning on stderr is not a failure"),
     WrongAnswer("2.1", "empties out_dir first", (empties_out_dir,),
@@ -331,7 +411,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("2.1", (good_compile,)), ("2.1", (compile_with_glob,)),
     ("2.2", (grace, good_round_trip)), ("2.2", (grace_by_fields, dict_round_trip)),
     ("2.3", (reference_varint,)), ("2.3", (iterative_varint,)),
-    ("2.4", (lambda: RIGHT_SIZES,)), ("2.4", (written_by_hand,)),
+    ("2.4", (lambda: RIGHT_SIZES,)), ("2.4", (written_by_hand,)), ("2.6", (fields_of,)),
     ("2.5", (lambda: V3 % 5,)), ("2.5", (lambda: V3_OTHER_STYLE,)),
 ], ids=lambda value: value if isinstance(value, str) else value[-1].__name__)
 def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
@@ -340,7 +420,7 @@ def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
 
 @pytest.mark.parametrize("exercise_id, answer", [
     ("2.1", (unsolved,)), ("2.2", (unsolved, good_round_trip)), ("2.2", (grace, unsolved)),
-    ("2.3", (unsolved,)), ("2.4", (unsolved,)), ("2.5", (unsolved,)),
+    ("2.3", (unsolved,)), ("2.4", (unsolved,)), ("2.5", (unsolved,)), ("2.6", (unsolved,)),
 ])
 def test_unsolved_answers_fail(exercise_id, answer, capsys) -> None:
     assert "not solved yet" in fails(capsys, exercise_id, *answer)

@@ -15,9 +15,10 @@ from typing import Any, Callable
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from hypothesis import strategies as st
 
 from helpers import protos
-from helpers.checks.core import Mismatch, exercise, expect, expect_equal
+from helpers.checks.core import Mismatch, compare_with_reference, exercise, expect, expect_equal
 from helpers.widgets import encode_varint
 
 LESSON = "02_protocol_buffers"
@@ -377,3 +378,122 @@ def _reserved_names(descriptor: Any) -> list[str]:
     proto = descriptor_pb2.DescriptorProto()
     descriptor.CopyToProto(proto)
     return list(proto.reserved_name)
+
+
+# ---- 2.6: the challenge, a message's fields by hand ---------------------------------------
+
+
+def _take(data: bytes, pos: int, size: int) -> tuple[bytes, int]:
+    if pos + size > len(data):
+        raise ValueError(f"the data ends {pos + size - len(data)} bytes too early")
+    return data[pos:pos + size], pos + size
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("the data ends inside a varint")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        shift, pos = shift + 7, pos + 1
+        if not byte & 0x80:
+            return value, pos
+
+
+def reference_fields(data: bytes) -> list[tuple[int, int, Any]]:
+    """Exercise 2.6 done: the top-level fields of a serialized message, in order."""
+    fields, pos = [], 0
+    while pos < len(data):
+        key, pos = _varint_at(data, pos)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0 is not allowed")
+        if wire_type == 0:
+            value, pos = _varint_at(data, pos)
+        elif wire_type == 1:
+            value, pos = _take(data, pos, 8)
+        elif wire_type == 2:
+            size, pos = _varint_at(data, pos)
+            value, pos = _take(data, pos, size)
+        elif wire_type == 5:
+            value, pos = _take(data, pos, 4)
+        else:
+            raise ValueError(f"wire type {wire_type} is not one this course reads")
+        fields.append((number, wire_type, value))
+    return fields
+
+
+def _field_bytes(number: int, wire_type: int, value: Any) -> bytes:
+    key = encode_varint(number << 3 | wire_type)
+    if wire_type == 0:
+        return key + encode_varint(value)
+    if wire_type == 2:
+        return key + encode_varint(len(value)) + value
+    return key + value
+
+
+_NUMBERS = st.one_of(st.integers(1, 15), st.integers(16, 2047), st.integers(2048, 2**29 - 1))
+_FIELD = st.one_of(
+    st.tuples(_NUMBERS, st.just(0), st.integers(0, 2**64 - 1)),
+    st.tuples(_NUMBERS, st.just(1), st.binary(min_size=8, max_size=8)),
+    st.tuples(_NUMBERS, st.just(2), st.binary(max_size=40)),
+    st.tuples(_NUMBERS, st.just(5), st.binary(min_size=4, max_size=4)),
+)
+_PERSONS = st.builds(Person, name=st.text(max_size=12), age=st.integers(-(2**31), 2**31 - 1),
+                     hobbies=st.lists(st.text(max_size=6), max_size=3))
+_MESSAGES = st.one_of(
+    st.builds(lambda person: person.SerializeToString(), _PERSONS),
+    st.builds(lambda fields: b"".join(_field_bytes(*f) for f in fields), st.lists(_FIELD, max_size=5)),
+)
+_CUT = st.builds(lambda data, cut: data[:max(0, len(data) - cut)], _MESSAGES, st.integers(1, 6))
+_WRONG_TYPE = st.builds(lambda number, wire_type: encode_varint(number << 3 | wire_type) + b"\x00",
+                        _NUMBERS, st.sampled_from([3, 4, 6, 7]))
+
+
+def _same_or_both_refused(got: tuple, expected: tuple) -> bool:
+    """Equal outcomes; for bad data, IndexError and ValueError both count as refusing it."""
+    def refusal(name: str) -> bool:  # ValueError and its kind (WireFormatError, DecodeError)
+        return name in ("IndexError", "ValueError") or name.endswith(("FormatError", "DecodeError"))
+
+    if got[0] == expected[0] == "raised":
+        return refusal(got[1]) and refusal(expected[1])
+    return got == expected
+
+
+@exercise(
+    "2.6",
+    "Challenge: the fields of a message, by hand",
+    notebook=LESSON,
+    hint="Every field starts with a key, which is a varint that holds two things; the wire "
+    "type in it says how to find where the field's value ends.",
+    second_hint="Field numbers above 15 need a key of more than one byte. Four wire types "
+    "carry values you can read; the length of a length-delimited value is itself a varint; "
+    "the data may end too early at any point.",
+)
+def fields_by_hand(fields_of: Callable[[bytes], list]) -> str:
+    used = _names_in(fields_of) & {"parse_wire", "wire_text", "inspect_wire", "FromString",
+                                   "ParseFromString", "widgets"}
+    expect(not used, f"fields_of uses {sorted(used)}: the challenge is to walk the bytes "
+           "yourself, not to let a parser do it")
+    compared = compare_with_reference(
+        fields_of, reference_fields, st.one_of(_MESSAGES, _CUT, _WRONG_TYPE),
+        lambda data: f"fields_of({data.hex(' ')[:90]}{'...' if len(data) > 30 else ''})",
+        examples=[b"", Person(name="Ada", age=36).SerializeToString(),
+                  _field_bytes(16, 0, 1), _field_bytes(300, 2, b"hi"), _field_bytes(7, 1, bytes(8)),
+                  _field_bytes(9, 5, b"\x01\x02\x03\x04"), _field_bytes(2, 0, 2**64 - 1),
+                  _field_bytes(1, 2, b"abc")[:-1], b"\x96", b"\x0b\x00"],
+        max_examples=150, same=_same_or_both_refused)
+    return (f"{compared} messages (persons, fields of every wire type and numbers up to 2**29-1, "
+            "cut short, or with a wire type that cannot be read) give the same fields as the "
+            "reference, or are refused")
+
+
+def _names_in(function: Callable) -> set[str]:
+    """The names and attributes `function`'s source mentions (empty if it cannot be read)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return set()
+    return ({node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+            | {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)})
