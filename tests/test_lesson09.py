@@ -77,6 +77,27 @@ def test_keys_live_in_a_private_temporary_folder(pki) -> None:
     assert "key_pem" not in repr(pki.alice)
 
 
+def test_no_ca_key_is_written(pki) -> None:
+    assert not (pki.ca.cert_path.with_suffix(".key")).exists()
+    assert not any(path.name.endswith("CA.key") for path in tls.folder().iterdir())
+
+
+def test_a_killed_process_leaves_a_folder_the_next_one_removes() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal; from helpers import tls; tls.make_pki(); print(tls.folder(), "
+            "flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == -signal.SIGKILL
+    folder = out.stdout.strip()
+    assert folder and os.path.exists(folder)  # SIGKILL skipped the exit handler
+    removed = tls.remove_stale_folders()
+    assert not os.path.exists(folder) and any(str(path) == folder for path in removed)
+    assert tls.folder().exists()  # ours, alive, is kept
+
+
 def test_the_folder_is_removed_when_the_process_exits(tmp_path) -> None:
     import subprocess
     import sys
@@ -495,7 +516,63 @@ class PresenceOnlyTokenAuth(TokenAuth):
         return None if dict(metadata).get("authorization") else "missing token"
 
 
+def channel_overriding_the_name(target, pki):
+    """Sets ssl_target_name_override to the certificate's name: the host check is off."""
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(pki.ca.cert_pem),
+                               options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+def mtls_channel_overriding_the_name(target, pki, who):
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(
+        pki.ca.cert_pem, private_key=who.key_pem, certificate_chain=who.cert_pem),
+        options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+class TutorialTokenAuth(TokenAuth):
+    """The common tutorial's refusal: a unary-unary abort handler for every method."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        problem = self.problem(handler_call_details.invocation_metadata or ())
+        if problem:
+            def abort(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+            return grpc.unary_unary_rpc_method_handler(abort)
+        return continuation(handler_call_details)
+
+
+def decoding_with(**options):
+    """A TokenAuth whose only check is jwt.decode(token, key, algorithms=['HS256'], **options)."""
+
+    class Decoding(TokenAuth):
+        def problem(self, metadata):
+            header = dict(metadata).get("authorization", "")
+            if not header.startswith("Bearer "):
+                return "missing bearer token"
+            try:
+                jwt.decode(header[7:], self.key, algorithms=["HS256"], **options)
+            except jwt.InvalidTokenError as error:
+                return f"invalid token ({error})"
+            return None
+
+    return Decoding
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("9.1", "client sets grpc.ssl_target_name_override to the certificate's name",
+                (tls_server, channel_overriding_the_name), says="ssl_target_name_override"),
+    WrongAnswer("9.2", "client sets grpc.ssl_target_name_override",
+                (mtls_server_credentials, mtls_channel_overriding_the_name),
+                says="names only localhost"),
+    WrongAnswer("9.5", "the tutorial's unary-unary refusal for every method",
+                (TutorialTokenAuth,), says="PutSecrets (client streaming, an empty stream)"),
+    WrongAnswer("9.5", "jwt.decode with algorithms only: a token without exp never expires",
+                (decoding_with(),), says="with no exp claim (it would never expire) was let in"),
+    WrongAnswer("9.5", "requires exp but not sub", (decoding_with(options={"require": ["exp"]}),),
+                says="with no sub claim (for nobody) was let in"),
+    WrongAnswer("9.5", "requires exp and sub, ignores the issuer",
+                (decoding_with(options={"require": ["exp", "sub"]}),),
+                says="from another issuer was let in"),
+
     WrongAnswer("9.1", "starts the server without credentials (plaintext)",
                 (plaintext_server, tls_channel), says="your server answers in plaintext"),
     WrongAnswer("9.1", "presents a certificate another CA signed",

@@ -87,9 +87,22 @@ class Vault(vault_pb2_grpc.VaultServicer):
 
     def ListSecrets(self, request, context):
         self._enter("ListSecrets", context)
-        for name, value in sorted(self.secrets.items()):
+        with self._lock:
+            stored = sorted(self.secrets.items())
+        for name, value in stored:
             if name.startswith(request.prefix):
                 yield vault_pb2.Secret(name=name, value=value)
+
+    def PutSecrets(self, request_iterator, context):
+        self._enter("PutSecrets", context)
+        stored = 0
+        for secret in request_iterator:
+            if not secret.name:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a secret needs a name")
+            with self._lock:
+                self.secrets[secret.name] = secret.value
+            stored += 1
+        return vault_pb2.PutSecretsReply(stored=stored)
 
 
 class Tokens:
