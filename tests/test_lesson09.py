@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from helpers import serve, tls
 from helpers.reference.vault import (
-    BearerToken, TokenAuth, Tokens, Vault, authorize, client_credentials, secured_vault,
+    KINDS, BearerToken, BoundTokenAuth, TokenAuth, Tokens, Vault, authorize, client_credentials, secured_vault,
     vault_pb2, vault_pb2_grpc,
 )
 
@@ -295,6 +295,7 @@ def token_channel_with_a_function(target, get_token):
     ("9.4", (token_channel,)),
     ("9.4", (token_channel_with_a_function,)),
     ("9.5", (TokenAuth,)),
+    ("9.6", (BoundTokenAuth,)),
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
     passes(capsys, exercise_id, *answer)
@@ -557,7 +558,89 @@ def decoding_with(**options):
     return Decoding
 
 
+class BindingTokenAuth(TokenAuth):
+    """A 9.6 answer: wraps the handler; `same(subject, context)` decides the binding."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    kinds = KINDS
+
+    def same(self, subject, context):
+        identities = context.peer_identities() if context.auth_context().get(
+            "transport_security_type") == [b"ssl"] else None
+        return bool(identities) and identities[0].decode() == subject
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        claims, problem = self.verify(handler_call_details.invocation_metadata or ())
+        if problem:
+            from helpers.reference.vault import refusal
+            return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
+        key = (handler.request_streaming, handler.response_streaming)
+        if key not in self.kinds:
+            return handler
+        attribute, make = self.kinds[key]
+        behavior = getattr(handler, attribute)
+
+        def bound(request, context):
+            if not self.same(claims["sub"], context):
+                context.abort(self.code, "the token is not for this certificate")
+            return behavior(request, context)
+
+        return make(bound, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+
+class BoundViaAuthContext(BindingTokenAuth):
+    """Correct too: reads the certificate's common name from auth_context()."""
+
+    def same(self, subject, context):
+        return context.auth_context().get("x509_common_name") == [subject.encode()]
+
+
+class PrefixBound(BindingTokenAuth):
+    def same(self, subject, context):
+        identities = context.peer_identities() or [b""]
+        return identities[0].decode().startswith(subject)
+
+
+class CaseInsensitiveBound(BindingTokenAuth):
+    def same(self, subject, context):
+        identities = context.peer_identities() or [b""]
+        return identities[0].decode().lower() == subject.lower()
+
+
+class UnaryOnlyBound(BindingTokenAuth):
+    kinds = {(False, False): KINDS[(False, False)]}
+
+
+class PermissionDeniedBound(BindingTokenAuth):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NoExpBound(BindingTokenAuth):
+    def verify(self, metadata):
+        header = dict(metadata).get("authorization", "")
+        if not header.startswith("Bearer "):
+            return None, "missing bearer token"
+        try:
+            return jwt.decode(header[7:], self.key, algorithms=["HS256"]), None
+        except jwt.InvalidTokenError as error:
+            return None, f"invalid token ({error})"
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("9.6", "checks the token but never compares it with the certificate",
+                (TokenAuth,), says="alice's certificate with bob's valid token was let in"),
+    WrongAnswer("9.6", "compares a prefix of the name", (PrefixBound,),
+                says="a valid token for 'ali' was let in"),
+    WrongAnswer("9.6", "compares names without case", (CaseInsensitiveBound,),
+                says="a valid token for 'Alice' was let in"),
+    WrongAnswer("9.6", "binds unary calls only", (UnaryOnlyBound,),
+                says="was let in on ListSecrets (server streaming)"),
+    WrongAnswer("9.6", "PERMISSION_DENIED for a token that is not the certificate's",
+                (PermissionDeniedBound,), says="expected UNAUTHENTICATED"),
+    WrongAnswer("9.6", "accepts a token without exp", (NoExpBound,),
+                says="her token without exp was let in"),
     WrongAnswer("9.1", "client sets grpc.ssl_target_name_override to the certificate's name",
                 (tls_server, channel_overriding_the_name), says="ssl_target_name_override"),
     WrongAnswer("9.2", "client sets grpc.ssl_target_name_override",
@@ -638,3 +721,8 @@ WRONG_ANSWERS: list[WrongAnswer] = [
 @pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=str)
 def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     rejects(capsys, wrong)
+
+
+@pytest.mark.parametrize("answer", [BindingTokenAuth, BoundViaAuthContext], ids=str)
+def test_other_correct_bindings_pass(answer, capsys) -> None:
+    passes(capsys, "9.6", answer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import grpc
 import jwt
@@ -326,6 +326,23 @@ def token_plugin(make_channel: Callable) -> str:
             "'authorization: Bearer ...' over local credentials")
 
 
+class _Details(NamedTuple):
+    method: str
+    invocation_metadata: tuple
+
+
+def _not_solved_yet(interceptor: Any) -> None:
+    """Call intercept_service once outside a server: an untouched exercise says so."""
+    try:
+        interceptor.intercept_service(
+            lambda details: grpc.unary_unary_rpc_method_handler(lambda request, context: request),
+            _Details("/vault.Vault/WhoAmI", ()))
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001 - the real calls will report it
+        pass
+
+
 def _token_cases(tokens: Tokens) -> list[tuple[str, Metadata]]:
     now = int(time.time())
 
@@ -363,6 +380,7 @@ def _token_cases(tokens: Tokens) -> list[tuple[str, Metadata]]:
 def token_interceptor(interceptor_class: type) -> str:
     tokens, vault = Tokens(), Vault()
     interceptor = interceptor_class(tokens.key)
+    _not_solved_yet(interceptor)
     cases = _token_cases(tokens)
     with serve(ADD, vault, name="check95-local", interceptors=[interceptor],
                credentials=grpc.local_server_credentials()) as server:
@@ -385,3 +403,80 @@ def token_interceptor(interceptor_class: type) -> str:
     return (f"valid tokens got through on all three methods; {len(cases)} kinds of bad token "
             "(forged, expired, no exp, no sub, another issuer...) got UNAUTHENTICATED on unary, "
             "server-streaming and empty client-streaming calls before any handler ran")
+
+
+# --- 9.6 challenge: a token bound to the client certificate --------------------------
+
+@exercise(
+    "9.6",
+    "Challenge: a token that only its owner can use",
+    notebook=LESSON,
+    hint="Two proofs of identity arrive with each call: one the TLS layer verified, one in the "
+    "metadata. Where can your code see both at once? An interceptor sees the metadata; only the "
+    "handler's context sees the certificate.",
+    second_hint="Wrap the handler as lesson 08 does, with the factory of its kind, and compare "
+    "before the method's own code runs (and before it reads a request). Compare the whole "
+    "name, exactly. Everything exercise 9.5 required of the token still holds.",
+)
+def bound_token(interceptor_class: type) -> str:
+    tokens = Tokens()
+    _not_solved_yet(interceptor_class(tokens.key))
+    pki = tls.make_pki(prefix="check96-")
+    now = int(time.time())
+
+    def bearer(subject: str | None = None, token: str | None = None) -> Metadata:
+        return [("authorization", f"Bearer {token or tokens.issue(subject)}")]
+
+    vault = Vault(allowed={"alice"})
+    mtls = grpc.ssl_server_credentials([(pki.server.key_pem, pki.server.cert_pem)],
+                                       root_certificates=pki.ca.cert_pem, require_client_auth=True)
+    no_exp = jwt.encode({"sub": "alice", "iss": tokens.issuer, "iat": now}, tokens.key,
+                        algorithm="HS256")
+    refused = [
+        (pki.alice, bearer("bob"), "alice's certificate with bob's valid token"),
+        (pki.bob, bearer("alice"), "bob's certificate with alice's valid token (stolen)"),
+        (pki.alice, bearer("ali"), "alice's certificate with a valid token for 'ali'"),
+        (pki.alice, bearer("Alice"), "alice's certificate with a valid token for 'Alice'"),
+        (pki.alice, [], "alice's certificate and no token"),
+        (pki.alice, bearer(token=tokens.issue("alice", ttl=-30)),
+         "alice's certificate with her expired token"),
+        (pki.alice, bearer(token=Tokens().issue("alice")),
+         "alice's certificate with a token signed with another key"),
+        (pki.alice, bearer(token=no_exp), "alice's certificate with her token without exp"),
+    ]
+    with serve(ADD, vault, name="check96-mtls", credentials=mtls,
+               interceptors=[interceptor_class(tokens.key)]) as server:
+        target = f"localhost:{server.port}"
+        with _tls_client(target, pki, pki.alice) as channel:
+            for method in METHODS:
+                reply, error = _call(channel, method, bearer("alice"))
+                if error is not None:
+                    raise Mismatch(f"alice, with her certificate and her own valid token, got "
+                                   f"{describe_rpc_error(error)} on {KIND[method]}")
+                if method == "WhoAmI":
+                    expect_equal(reply.name, "alice", "the name the vault saw for alice")
+        expect_equal(sum(vault.calls.values()), 3, "alice's calls that reached the handlers")
+        for client, metadata, what in refused:
+            with _tls_client(target, pki, client) as channel:
+                _expect_code(channel, UNAUTHENTICATED, what, metadata,
+                             advice="a valid token proves who the caller is only if its "
+                             "subject is exactly the certificate's name; otherwise the server "
+                             "does not know who it is: UNAUTHENTICATED")
+            expect_equal(sum(vault.calls.values()), 3,
+                         f"calls that reached the handlers after {what}")
+        with _tls_client(target, pki, pki.bob) as channel:
+            _expect_code(channel, PERMISSION_DENIED, "bob, with his certificate and his own "
+                         "token, on a vault that allows only alice", bearer("bob"),
+                         advice="a caller whose token matches the certificate must reach the "
+                         "vault, which answers PERMISSION_DENIED itself")
+    server_only = grpc.ssl_server_credentials([(pki.server.key_pem, pki.server.cert_pem)])
+    with serve(ADD, Vault(), name="check96-tls", credentials=server_only,
+               interceptors=[interceptor_class(tokens.key)]) as server:
+        with _tls_client(f"localhost:{server.port}", pki) as channel:
+            _expect_code(channel, UNAUTHENTICATED, "alice's valid token with no client "
+                         "certificate (a server that asks for none)", bearer("alice"),
+                         advice="without a certificate there is nothing to bind the token to")
+    return (f"alice got in with her own token on all three methods; {len(refused) + 1} "
+            "mismatched or bad combinations (a stolen token, a borrowed one, 'ali', no "
+            "certificate...) got UNAUTHENTICATED before any handler ran; bob with his own "
+            "token reached the vault's PERMISSION_DENIED")
