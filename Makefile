@@ -74,6 +74,7 @@ lock:
 
 bench: install
 	$(PY) benchmarks/foundation.py $(BENCH_ARGS)
+	$(PY) benchmarks/wiretap.py
 
 clean:
 	rm -rf .proto_cache .jupyter artifacts

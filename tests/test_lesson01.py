@@ -1,4 +1,4 @@
-"""Lesson 01, RPC concepts: the hand-made JSON RPC and the checks of exercises 1.1-1.3."""
+"""Lesson 01, RPC concepts: the hand-made JSON RPC and the checks of exercises 1.1-1.4."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from conftest import WrongAnswer, fails, passes, rejects
 
 from helpers import jsonrpc
-from helpers.checks.lesson01 import FUNCTIONS, reference_dispatch
+from helpers.checks.lesson01 import FUNCTIONS, reference_deadline_of, reference_dispatch
 from helpers.jsonrpc import RemoteError, error_reply, receive_json, send_json
 
 
@@ -220,6 +220,80 @@ def strict_types_dispatch(request, functions):
     return {"result": functions[method](*params)}
 
 
+# ---- 1.4: reading the deadline off the wire -----------------------------------------------
+
+UNITS = {"H": 3600, "M": 60, "S": 1, "m": 0.001, "u": 1e-6, "n": 1e-9}
+
+
+def float_digits(call):
+    """Correct too: float() on the digits, a different table, headers read with .get."""
+    value = call.request_headers.get("grpc-timeout", "")
+    if not value:
+        return None
+    return float(value[:-1]) * UNITS[value[-1]]
+
+
+def divmod_style(call):
+    """Correct too: nanoseconds first, then seconds."""
+    if "grpc-timeout" not in call.request_headers:
+        return None
+    value = call.request_headers["grpc-timeout"]
+    nanos = {"H": 3600 * 10**9, "M": 60 * 10**9, "S": 10**9, "m": 10**6, "u": 1000, "n": 1}
+    return int(value[:-1]) * nanos[value[-1]] / 1e9
+
+
+def minutes_and_millis_swapped(call):
+    value = call.request_headers.get("grpc-timeout")
+    if value is None:
+        return None
+    return int(value[:-1]) * {**UNITS, "M": 0.001, "m": 60}[value[-1]]
+
+
+def case_blind(call):
+    """Lower-cases the unit first: 'M' (minutes) becomes 'm' (milliseconds)."""
+    value = call.request_headers.get("grpc-timeout")
+    if value is None:
+        return None
+    return int(value[:-1]) * {"h": 3600, "m": 0.001, "s": 1, "u": 1e-6, "n": 1e-9}[
+        value[-1].lower()]
+
+
+def ignores_the_unit(call):
+    value = call.request_headers.get("grpc-timeout")
+    return None if value is None else float(value[:-1])
+
+
+def always_milliseconds(call):
+    value = call.request_headers.get("grpc-timeout")
+    return None if value is None else int(value[:-1]) / 1000
+
+
+def header_text(call):
+    return call.request_headers.get("grpc-timeout")
+
+
+def no_deadline_crashes(call):
+    value = call.request_headers["grpc-timeout"]
+    return int(value[:-1]) * UNITS[value[-1]]
+
+
+def no_nanoseconds(call):
+    value = call.request_headers.get("grpc-timeout")
+    if value is None:
+        return None
+    return int(value[:-1]) * {"H": 3600, "M": 60, "S": 1, "m": 0.001, "u": 1e-6}[value[-1]]
+
+
+def reads_the_trailers(call):
+    value = call.trailers.get("grpc-timeout")
+    return None if value is None else int(value[:-1]) * UNITS[value[-1]]
+
+
+def zero_without_deadline(call):
+    value = call.request_headers.get("grpc-timeout")
+    return 0.0 if value is None else int(value[:-1]) * UNITS[value[-1]]
+
+
 WRONG_ANSWERS = [
     WrongAnswer("1.1", "returns reply.get('result'), so errors come back as None", (ErrorAsResult,),
                 says="returned None, expected RemoteError 'METHOD_NOT_FOUND'"),
@@ -251,6 +325,23 @@ WRONG_ANSWERS = [
                 says="returned instead of raising"),
     WrongAnswer("1.3", "no timeout at all: waits for ever", (NoTimeout,),
                 says="still waiting after 5 s"),
+    WrongAnswer("1.4", "'M' read as milliseconds and 'm' as minutes",
+                (minutes_and_millis_swapped,), says="the case of the unit letter matters"),
+    WrongAnswer("1.4", "lower-cases the unit, so minutes become milliseconds", (case_blind,),
+                says="'M' means minutes and 'm' milliseconds"),
+    WrongAnswer("1.4", "ignores the unit letter", (ignores_the_unit,),
+                says="the last letter is a unit"),
+    WrongAnswer("1.4", "reads every value as milliseconds", (always_milliseconds,),
+                says="not always milliseconds"),
+    WrongAnswer("1.4", "returns the header's text", (header_text,),
+                says="not the header's text"),
+    WrongAnswer("1.4", "crashes on a call without a deadline", (no_deadline_crashes,),
+                says="a call without a deadline has no grpc-timeout header: return None"),
+    WrongAnswer("1.4", "returns 0 for a call without a deadline", (zero_without_deadline,),
+                says="returned 0.0, expected None"),
+    WrongAnswer("1.4", "forgets nanoseconds", (no_nanoseconds,), says="KeyError('n')"),
+    WrongAnswer("1.4", "looks in the trailers, which never carry the deadline",
+                (reads_the_trailers,), says="read it from call.request_headers"),
 ]
 
 
@@ -263,6 +354,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("1.1", GoodStub), ("1.1", SettimeoutStub),
     ("1.2", reference_dispatch), ("1.2", strict_types_dispatch),
     ("1.3", GoodStub), ("1.3", SettimeoutStub),
+    ("1.4", reference_deadline_of), ("1.4", float_digits), ("1.4", divmod_style),
 ], ids=lambda value: getattr(value, "__name__", value))
 def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
     passes(capsys, exercise_id, answer)
@@ -278,3 +370,7 @@ def test_unsolved_stubs_fail(exercise_id, capsys) -> None:
 
 def test_unsolved_dispatcher_fails(capsys) -> None:
     assert "not solved yet" in fails(capsys, "1.2", unsolved)
+
+
+def test_unsolved_deadline_reader_fails(capsys) -> None:
+    assert "not solved yet" in fails(capsys, "1.4", unsolved)

@@ -1,15 +1,21 @@
-"""Checks for lesson 01, RPC concepts: the hand-made JSON RPC."""
+"""Checks for lesson 01, RPC concepts: the hand-made JSON RPC, and a call read off the wire."""
 
 from __future__ import annotations
 
+import math
+import random
 import socket
 import time
 from functools import partial
 from typing import Any, Callable
 
+import grpc
+
 from helpers import jsonrpc
 from helpers.checks.core import Mismatch, exercise, expect, expect_equal, within
 from helpers.jsonrpc import RemoteError, error_reply
+from helpers.servers import serve
+from helpers.wiretap import Call, wiretap
 
 LESSON = "01_rpc_concepts"
 FUNCTIONS = {"add": lambda a, b: a + b, "multiply": lambda a, b: a * b}
@@ -189,3 +195,118 @@ def timeout_stub(stub_class: type) -> str:
         raise Mismatch("a call to an address where nothing listens returned instead of raising")
     return ("answers in time; DEADLINE_EXCEEDED after 0.3 s and 1.5 s, as asked, from a silent "
             "server; a refused connection is not called a timeout")
+
+
+# ---- 1.4: reading a capture ------------------------------------------------------------------
+
+SECONDS_PER_UNIT = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+UNIT_NAMES = {"H": "hours", "M": "minutes", "S": "seconds", "m": "milliseconds",
+              "u": "microseconds", "n": "nanoseconds"}
+
+
+def reference_deadline_of(call: Call) -> float | None:
+    """Exercise 1.4, finished: the grpc-timeout header in seconds, None without one."""
+    value = call.request_headers.get("grpc-timeout")
+    if value is None:
+        return None
+    return int(value[:-1]) * SECONDS_PER_UNIT[value[-1]]
+
+
+def _a_call(timeout: str | None) -> Call:
+    """A captured call as tap.calls() gives it, with `timeout` as its grpc-timeout header."""
+    headers = {":method": "POST", ":path": "/calculator.Calculator/Add",
+               "content-type": "application/grpc", "te": "trailers"}
+    if timeout is not None:
+        headers["grpc-timeout"] = timeout
+    return Call(connection=1, stream=1, request_headers=headers)
+
+
+def _why(value: str, got: Any) -> str:
+    """What a wrong reading of the header `value` most likely did."""
+    number, unit = int(value[:-1]), value[-1]
+    if got is None:
+        return ("the call has a deadline: read it from call.request_headers, the headers the "
+                "client sent")
+    if isinstance(got, str):
+        return "return a number of seconds, not the header's text"
+    if not isinstance(got, (int, float)) or isinstance(got, bool):
+        return "return a number of seconds (a float)"
+    swapped = {"M": "m", "m": "M"}.get(unit)
+    if swapped and math.isclose(got, number * SECONDS_PER_UNIT[swapped], rel_tol=1e-6):
+        return (f"'{unit}' means {UNIT_NAMES[unit]} and '{swapped}' {UNIT_NAMES[swapped]}: "
+                "the case of the unit letter matters")
+    if math.isclose(got, number, rel_tol=1e-6):
+        return "the last letter is a unit: convert the number to seconds"
+    if math.isclose(got, number / 1000, rel_tol=1e-6):
+        return (f"the unit is the last letter ('{unit}', {UNIT_NAMES[unit]}), not always "
+                "milliseconds")
+    return f"{number} {UNIT_NAMES[unit]} is {number * SECONDS_PER_UNIT[unit]!r} s"
+
+
+def _expect_reading(deadline_of: Callable[[Call], Any], call: Call, where: str) -> None:
+    value = call.request_headers.get("grpc-timeout")
+    try:
+        got = deadline_of(call)
+    except (Mismatch, NotImplementedError):
+        raise
+    except Exception as error:
+        what = f"grpc-timeout {value!r}" if value is not None else "no grpc-timeout header"
+        raise Mismatch(f"{where} ({what}): deadline_of raised {type(error).__name__}({error})"
+                       + ("; a call without a deadline has no grpc-timeout header: return None"
+                          if value is None else "")) from None
+    expected = reference_deadline_of(call)
+    if expected is None:
+        expect(got is None, f"{where} had no grpc-timeout header (no deadline): deadline_of "
+                            f"returned {got!r}, expected None")
+        return
+    right = (isinstance(got, (int, float)) and not isinstance(got, bool)
+             and math.isclose(got, expected, rel_tol=1e-9))
+    expect(right, f"{where}, grpc-timeout {value!r}: deadline_of returned {got!r}, expected "
+                  f"{expected!r} s: {_why(value, got)}")
+
+
+def _captured_calls(timeouts: list[float | None]) -> list[Call]:
+    """Real calls with these timeouts, through a wiretap; their captured Calls."""
+    from helpers.reference import Calculator, calculator_pb2, calculator_pb2_grpc
+
+    with serve(calculator_pb2_grpc.add_CalculatorServicer_to_server, Calculator(),
+               name="check-1.4") as server:
+        with wiretap(server.target) as tap, grpc.insecure_channel(tap.target) as channel:
+            stub = calculator_pb2_grpc.CalculatorStub(channel)
+            for timeout in timeouts:
+                stub.Add(calculator_pb2.AddRequest(a=1, b=2), timeout=timeout)
+            calls = tap.calls()
+    expect(len(calls) == len(timeouts), "the check's own calls were not all captured (a bug in "
+                                         "the check: please report it)")
+    return calls
+
+
+@exercise(
+    "1.4",
+    "Read the deadline off the wire",
+    notebook=LESSON,
+    hint="Print call.request_headers for a few calls of the capture above: which header is "
+    "missing when there is no timeout? What do its last letter and the digits before it mean?",
+    second_hint="value = call.request_headers.get('grpc-timeout'); None when it is absent; "
+    "otherwise int(value[:-1]) times the seconds of the unit value[-1], from a dict with the "
+    "six units H, M, S, m, u, n (upper and lower case differ).",
+)
+def deadline_reader(deadline_of: Callable[[Call], Any]) -> str:
+    boundaries = [f"{number}{unit}" for unit in "SmMHun" for number in (1, 99999999)]
+    for value in boundaries:
+        _expect_reading(deadline_of, _a_call(value), "a call")
+    _expect_reading(deadline_of, _a_call(None), "a call made without a timeout")
+    timeouts = [0.25, 59.9, 120, 10**6, 10**7, None]
+    for timeout, call in zip(timeouts, _captured_calls(timeouts)):
+        expected = reference_deadline_of(call)
+        if timeout is not None:  # grpcio sends the time left, rounded up to a short form
+            expect(expected is not None and timeout - 1 < expected <= timeout * 1.02 + 0.01,
+                   f"a bug in the check: timeout={timeout} travelled as {expected} s")
+        _expect_reading(deadline_of, call, f"a real call made with timeout={timeout}")
+    rng = random.Random(14)
+    generated = [f"{rng.randint(1, 10**rng.randint(1, 8) - 1)}{rng.choice('HMSmun')}"
+                 for _ in range(200)]
+    for value in generated:
+        _expect_reading(deadline_of, _a_call(value), "a call")
+    return (f"{len(timeouts)} real calls (m, S, M and H units, and no deadline) and "
+            f"{len(boundaries) + len(generated)} headers with every unit read right")
