@@ -726,3 +726,8 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
 @pytest.mark.parametrize("answer", [BindingTokenAuth, BoundViaAuthContext], ids=str)
 def test_other_correct_bindings_pass(answer, capsys) -> None:
     passes(capsys, "9.6", answer)
+
+
+@pytest.mark.parametrize("exercise_id", ["9.1", "9.2", "9.3", "9.4", "9.5", "9.6"])
+def test_every_exercise_has_four_wrong_answers(exercise_id: str) -> None:
+    assert sum(wrong.exercise == exercise_id for wrong in WRONG_ANSWERS) >= 4
