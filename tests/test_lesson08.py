@@ -501,6 +501,37 @@ class UncappedRetry(Retry):
         return outcome
 
 
+class NoJitterRetry(Retry):
+    """Sleeps the whole backoff every time: clients that failed together retry together."""
+
+    def intercept_unary_unary(self, continuation, details, request):
+        deadline = time.monotonic() + details.timeout
+        backoff = self.initial_backoff
+        for attempt in range(1, self.max_attempts + 1):
+            outcome = continuation(CallDetails(details.method, deadline - time.monotonic(),
+                                               details.metadata, details.credentials,
+                                               details.wait_for_ready, details.compression),
+                                   request)
+            if outcome.code() not in self.RETRYABLE or attempt == self.max_attempts:
+                return outcome
+            pause = self.pause(backoff)
+            if time.monotonic() + pause >= deadline:
+                return outcome
+            time.sleep(pause)
+            backoff = min(backoff * self.multiplier, self.max_backoff)
+        return outcome
+
+    def pause(self, backoff):
+        return backoff
+
+
+class GrpcStyleJitterRetry(NoJitterRetry):
+    """grpcio's core jitter, backoff ± 20%: never the short pauses the statement asks for."""
+
+    def pause(self, backoff):
+        return min(backoff * random.uniform(0.8, 1.2), self.max_backoff)
+
+
 # --- 8.5 a retry policy in the service config --------------------------------------
 
 def service_config(name, max_attempts=5, codes=("UNAVAILABLE",)):
@@ -762,6 +793,9 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("8.4", "sleeps its full pause past the deadline", (SleepsPastTheDeadline,),
                 "slept past the deadline"),
     WrongAnswer("8.4", "no max_backoff cap", (UncappedRetry,), "never grow past max_backoff"),
+    WrongAnswer("8.4", "no jitter: sleeps the whole backoff", (NoJitterRetry,), "full jitter"),
+    WrongAnswer("8.4", "backoff ± 20% instead of uniform(0, backoff)", (GrpcStyleJitterRetry,),
+                "full jitter"),
     WrongAnswer("8.5", "retries every method of the service",
                 (service_config({"service": "routeguide.RouteGuide"}),), "Retry GetFeature only"),
     WrongAnswer("8.5", "maxAttempts too small for 4 failures",

@@ -574,10 +574,21 @@ def retry_interceptor(retry_class: Any) -> str:
         within(2.5, lambda: _retry_stub(capped, guide, "check-8.4-cap", get_feature(timeout=30)),
                "with initial_backoff=0.05, multiplier=10 and max_backoff=0.1, 4 attempts should "
                "end in well under a second: the backoff must never grow past max_backoff")
+    # The jitter: a fixed backoff of 0.2 s; the draws of random() are 0.27, 0.54, 0.71, 0.96.
+    steady = retry_class(max_attempts=5, initial_backoff=0.2, multiplier=1.0, max_backoff=0.2)
+    guide = FlakyGuide(fails=100)
+    with _seeded_random(80):
+        _retry_stub(steady, guide, "check-8.4-jitter", get_feature(timeout=30))
+    arrivals = [arrival for arrival, _ in guide.attempts]
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    expect(len(gaps) == 4, f"the server counted {len(arrivals)} attempts with max_attempts=5")
+    expect(min(gaps) < 0.15, "with a backoff of 0.2 s, your pauses between attempts were "
+           f"{', '.join(f'{gap:.2f}' for gap in gaps)} s: draw each pause at random between 0 "
+           "and the backoff (full jitter), so that clients that failed together spread out")
     return (f"attempts counted on the server: {figures[0]} and {figures[1]} when the first 2 and "
             f"3 fail, 5 at most, 1 for INVALID_ARGUMENT, INTERNAL, UNKNOWN, DEADLINE_EXCEEDED "
             f"and RESOURCE_EXHAUSTED; with a {budget} s timeout every attempt got only the time "
-            "left and the call ended on time; the backoff stayed under its cap")
+            "left and the call ended on time; the pauses were jittered and stayed under the cap")
 
 
 # --- 8.5 gRPC's own retry policy ---------------------------------------------------
