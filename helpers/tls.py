@@ -7,8 +7,11 @@
 
 `make_pki()` makes the whole set the lesson uses in one call. Keys never leave
 this process except as files in a private temporary folder, which is removed
-when the process (the kernel) exits. Nothing here is ever committed, and no
-`openssl` command runs: every step is a few lines of Python you can read.
+when the process (the kernel) exits; a folder left behind by a process that was
+killed (SIGKILL skips exit handlers) is removed the next time any process makes
+its own folder. A CA's private key is never written to disk: it only signs, in
+memory. Nothing here is ever committed, and no `openssl` command runs: every
+step is a few lines of Python you can read.
 
 Keys are elliptic-curve (P-256): as safe as RSA-3072 and made in a millisecond.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import ipaddress
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -29,13 +33,44 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _folder: Path | None = None
+PREFIX = "grpc-course-tls-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_folders() -> list[Path]:
+    """Remove the key folders of this user's processes that died without cleaning up."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = path.name.removeprefix(PREFIX).split("-")[0]
+        try:
+            mine = path.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def folder() -> Path:
-    """The private temporary folder that holds this process's keys and certificates."""
+    """The private temporary folder that holds this process's keys and certificates.
+
+    Its name carries the process id, so that a later process can tell a folder whose
+    owner was killed (the kernel restarted with SIGKILL) and remove it.
+    """
     global _folder
     if _folder is None:
-        _folder = Path(tempfile.mkdtemp(prefix="grpc-course-tls-"))  # mode 0700
+        remove_stale_folders()
+        _folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))  # mode 0700
         atexit.register(shutil.rmtree, _folder, ignore_errors=True)
     return _folder
 
@@ -49,12 +84,14 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _write(name: str, cert_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
+def _write(name: str, cert_pem: bytes, key_pem: bytes | None) -> tuple[Path, Path]:
+    """Write the certificate, and the key unless it is None (a CA's key stays in memory)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     cert_path, key_path = folder() / f"{safe}.crt", folder() / f"{safe}.key"
     cert_path.write_bytes(cert_pem)
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key_pem)
+    if key_pem is not None:
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key_pem)
     return cert_path, key_path
 
 
@@ -82,17 +119,20 @@ class Authority:
     _key: ec.EllipticCurvePrivateKey = field(repr=False)
 
     def issue(self, name: str, hosts: list[str] | None = None, *, days: int = 1,
-              start: dt.datetime | None = None, file_name: str | None = None) -> Certificate:
+              start: dt.datetime | None = None, file_name: str | None = None,
+              server: bool | None = None) -> Certificate:
         """Sign a certificate for `name`, valid `days` days from `start` (default: now).
 
         With `hosts` (names and IP addresses) it is a server certificate: `hosts` go in
         its Subject Alternative Name, which is what a client compares with the host it
-        dialled. Without, it is a client certificate whose subject names `name`.
+        dialled. Without, it is a client certificate whose subject names `name`, unless
+        `server=True`: a server certificate with no SAN, named only by its subject.
         """
         key = ec.generate_private_key(ec.SECP256R1())
         issuer = x509.load_pem_x509_certificate(self.cert_pem)
         not_before = start or _now() - dt.timedelta(minutes=5)  # tolerate a skewed clock
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+        is_server = bool(hosts) if server is None else server
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if is_server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -144,7 +184,7 @@ def make_ca(name: str) -> Authority:
         .sign(key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path, _ = _write(name, cert_pem, _pem(key))
+    cert_path, _ = _write(name, cert_pem, None)  # its key only signs, here in memory
     return Authority(name, cert_pem, cert_path, key)
 
 

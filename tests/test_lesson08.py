@@ -6,6 +6,7 @@ import collections
 import json
 import contextvars
 import random
+import threading
 import time
 import uuid
 
@@ -17,11 +18,16 @@ from conftest import WrongAnswer, fails, passes, rejects
 
 
 def _status(context) -> grpc.StatusCode:
-    return context.code() or grpc.StatusCode.UNKNOWN
+    """What abort set; CANCELLED if the client went away; UNKNOWN for a crash."""
+    if context.code() is not None:
+        return context.code()
+    return grpc.StatusCode.CANCELLED if not context.is_active() else grpc.StatusCode.UNKNOWN
 
 
 class Timing(grpc.ServerInterceptor):
     """The reference answer: wraps all four kinds of handler."""
+
+    status = staticmethod(_status)
 
     def __init__(self, log):
         self.log = log
@@ -30,7 +36,7 @@ class Timing(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None:
             return None
-        method, log = details.method, self.log
+        method, log, _status = details.method, self.log, self.status
 
         def count(iterator, counter):
             for item in iterator:
@@ -131,6 +137,78 @@ class GeneratorTiming(Timing):
 
         return factory(wrapped, request_deserializer=handler.request_deserializer,
                        response_serializer=handler.response_serializer)
+
+
+class BufferingTiming(Timing):
+    """Reads the whole request stream first to count it (a ping-pong chat deadlocks)."""
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or not handler.request_streaming:
+            return super().intercept_service(lambda d: handler, details)
+        attribute = "stream_stream" if handler.response_streaming else "stream_unary"
+        behavior = getattr(handler, attribute)
+
+        def buffered(request_iterator, context):
+            return behavior(iter(list(request_iterator)), context)
+
+        factory = (grpc.stream_stream_rpc_method_handler if handler.response_streaming
+                   else grpc.stream_unary_rpc_method_handler)
+        wrapped = factory(buffered, request_deserializer=handler.request_deserializer,
+                          response_serializer=handler.response_serializer)
+        return super().intercept_service(lambda d: wrapped, details)
+
+
+class NoFinallyTiming(Timing):
+    """Logs a response stream after its loop or in `except Exception`: never on GeneratorExit."""
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or not handler.response_streaming:
+            return super().intercept_service(lambda d: handler, details)
+        attribute = "stream_stream" if handler.request_streaming else "unary_stream"
+        factory = (grpc.stream_stream_rpc_method_handler if handler.request_streaming
+                   else grpc.unary_stream_rpc_method_handler)
+        behavior, log, method = getattr(handler, attribute), self.log, details.method
+
+        def wrapped(request, context):
+            start, counter, replies = time.perf_counter(), [1], [0]
+            if handler.request_streaming:
+                counter = [0]
+                request = _count(request, counter)
+
+            def stream():
+                try:
+                    for reply in behavior(request, context):
+                        replies[0] += 1
+                        yield reply
+                except Exception:
+                    log(method, _status(context), counter[0], replies[0],
+                        time.perf_counter() - start)
+                    raise
+                log(method, grpc.StatusCode.OK, counter[0], replies[0], time.perf_counter() - start)
+            return stream()
+
+        return factory(wrapped, request_deserializer=handler.request_deserializer,
+                       response_serializer=handler.response_serializer)
+
+
+def _count(iterator, counter):
+    for item in iterator:
+        counter[0] += 1
+        yield item
+
+
+class RawCodeTiming(Timing):
+    """Logs context.code() as it is: None when the handler crashed."""
+
+    status = staticmethod(lambda context: context.code())
+
+
+class UnknownOnCancelTiming(Timing):
+    """UNKNOWN whenever context.code() is None: a cancelled stream is logged UNKNOWN."""
+
+    status = staticmethod(lambda context: context.code() or grpc.StatusCode.UNKNOWN)
 
 
 # --- 8.2 token auth ----------------------------------------------------------------
@@ -286,6 +364,33 @@ class NoTimeoutMetadata(AddMetadata):
         return kept._replace(timeout=None)
 
 
+class AppendingMetadata(AddMetadata):
+    """Appends to the caller's own list: fails on metadata=None, grows the caller's list."""
+
+    def _details(self, details):
+        details.metadata.append(("authorization", f"Bearer {self.token}"))
+        details.metadata.append(("x-request-id", uuid.uuid4().hex))
+        return details
+
+
+class AppendingToTheCallersList(AddMetadata):
+    """Copies None and tuples, but appends to a list the caller passed: it grows each call."""
+
+    def _details(self, details):
+        metadata = details.metadata
+        if not isinstance(metadata, list):
+            metadata = list(metadata or ())
+        metadata.append(("authorization", f"Bearer {self.token}"))
+        metadata.append(("x-request-id", uuid.uuid4().hex))
+        return CallDetails(details.method, details.timeout, metadata, details.credentials,
+                           details.wait_for_ready, details.compression)
+
+
+class FixedTimeoutMetadata(AddMetadata):
+    def _details(self, details):
+        return super()._details(details)._replace(timeout=5)
+
+
 # --- 8.4 retry with a deadline budget ------------------------------------------------
 
 class Retry(grpc.UnaryUnaryClientInterceptor):
@@ -343,6 +448,90 @@ class RetryEverything(Retry):
     RETRYABLE = {code for code in grpc.StatusCode if code != grpc.StatusCode.OK}
 
 
+class RetryServerErrorsToo(Retry):
+    RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+
+
+class RetryDeadlineExceededToo(Retry):
+    """The common tutorial's list: UNAVAILABLE and DEADLINE_EXCEEDED."""
+
+    RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class SleepsPastTheDeadline(Retry):
+    """Gives each attempt the time left, but sleeps its full pause even past the deadline."""
+
+    def intercept_unary_unary(self, continuation, details, request):
+        deadline = time.monotonic() + details.timeout
+        backoff = self.initial_backoff
+        for attempt in range(1, self.max_attempts + 1):
+            remaining = deadline - time.monotonic()
+            outcome = continuation(details._replace(timeout=remaining)
+                                   if isinstance(details, CallDetails) else
+                                   CallDetails(details.method, remaining, details.metadata,
+                                               details.credentials, details.wait_for_ready,
+                                               details.compression), request)
+            if outcome.code() not in self.RETRYABLE or attempt == self.max_attempts:
+                return outcome
+            time.sleep(random.uniform(0, backoff))
+            if time.monotonic() >= deadline:
+                return outcome
+            backoff = min(backoff * self.multiplier, self.max_backoff)
+        return outcome
+
+
+class UncappedRetry(Retry):
+    """Multiplies the backoff without ever applying max_backoff."""
+
+    def intercept_unary_unary(self, continuation, details, request):
+        deadline = time.monotonic() + details.timeout
+        backoff = self.initial_backoff
+        for attempt in range(1, self.max_attempts + 1):
+            outcome = continuation(CallDetails(details.method, deadline - time.monotonic(),
+                                               details.metadata, details.credentials,
+                                               details.wait_for_ready, details.compression),
+                                   request)
+            if outcome.code() not in self.RETRYABLE or attempt == self.max_attempts:
+                return outcome
+            pause = random.uniform(0, backoff)
+            if time.monotonic() + pause >= deadline:
+                return outcome
+            time.sleep(pause)
+            backoff *= self.multiplier
+        return outcome
+
+
+class NoJitterRetry(Retry):
+    """Sleeps the whole backoff every time: clients that failed together retry together."""
+
+    def intercept_unary_unary(self, continuation, details, request):
+        deadline = time.monotonic() + details.timeout
+        backoff = self.initial_backoff
+        for attempt in range(1, self.max_attempts + 1):
+            outcome = continuation(CallDetails(details.method, deadline - time.monotonic(),
+                                               details.metadata, details.credentials,
+                                               details.wait_for_ready, details.compression),
+                                   request)
+            if outcome.code() not in self.RETRYABLE or attempt == self.max_attempts:
+                return outcome
+            pause = self.pause(backoff)
+            if time.monotonic() + pause >= deadline:
+                return outcome
+            time.sleep(pause)
+            backoff = min(backoff * self.multiplier, self.max_backoff)
+        return outcome
+
+    def pause(self, backoff):
+        return backoff
+
+
+class GrpcStyleJitterRetry(NoJitterRetry):
+    """grpcio's core jitter, backoff ± 20%: never the short pauses the statement asks for."""
+
+    def pause(self, backoff):
+        return min(backoff * random.uniform(0.8, 1.2), self.max_backoff)
+
+
 # --- 8.5 a retry policy in the service config --------------------------------------
 
 def service_config(name, max_attempts=5, codes=("UNAVAILABLE",)):
@@ -397,6 +586,163 @@ class SyncRequestId(grpc.ServerInterceptor):
         return continuation(details)
 
 
+# --- 8.7 challenge: auth, then a rate limit per user ---------------------------------
+
+class RateLimiter:
+    """The lesson's limiter: at most max_requests per key in any window seconds."""
+
+    def __init__(self, max_requests, window):
+        self.max_requests, self.window = max_requests, window
+        self.calls = {}
+        self.lock = threading.Lock()
+
+    def allow(self, key):
+        now = time.monotonic()
+        with self.lock:
+            for old in [k for k, times in self.calls.items() if now - times[-1] >= self.window]:
+                del self.calls[old]
+            recent = [t for t in self.calls.get(key, []) if now - t < self.window]
+            if len(recent) >= self.max_requests:
+                self.calls[key] = recent
+                return False
+            self.calls[key] = recent + [now]
+            return True
+
+
+class Authenticate(grpc.ServerInterceptor):
+    """Maps the bearer token to its user and hands the user on as x-user metadata."""
+
+    def __init__(self, tokens):
+        self.tokens = dict(tokens)
+
+    def intercept_service(self, continuation, details):
+        metadata = tuple((k, v) for k, v in (details.invocation_metadata or ()) if k != "x-user")
+        header = dict(metadata).get("authorization", "")
+        user = self.tokens.get(header.removeprefix("Bearer ")) if header.startswith(
+            "Bearer ") else None
+        if user is None:  # refuse without continuation: the limiter after us never runs
+            return grpc.stream_stream_rpc_method_handler(refuse_unauthenticated)
+        return continuation(details._replace(invocation_metadata=metadata + (("x-user", user),)))
+
+
+def refuse_unauthenticated(request_iterator, context):
+    """A stream-stream refusal reads no request first: it suits every kind of method."""
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
+
+
+class LimitPerUser(grpc.ServerInterceptor):
+    key = "x-user"
+
+    def __init__(self, max_requests, window):
+        self.limiter = RateLimiter(max_requests, window)
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        who = dict(details.invocation_metadata or ()).get(self.key, "anonymous")
+        if handler is not None and not self.limiter.allow(who):
+            return reject(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, f"rate limit for {who}")
+        return handler
+
+
+def guard(tokens, max_requests, window):
+    return [Authenticate(tokens), LimitPerUser(max_requests, window)]
+
+
+class OneInterceptor(grpc.ServerInterceptor):
+    """Correct too: one interceptor that authenticates, then counts the user it found."""
+
+    def __init__(self, tokens, max_requests, window):
+        self.tokens, self.limiter = dict(tokens), RateLimiter(max_requests, window)
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        header = dict(details.invocation_metadata or ()).get("authorization", "")
+        user = self.tokens.get(header[7:]) if header.startswith("Bearer ") else None
+        if user is None:
+            return reject(handler, grpc.StatusCode.UNAUTHENTICATED, "who are you?")
+        if not self.limiter.allow(user):
+            return reject(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")
+        return handler
+
+
+def guard_in_one(tokens, max_requests, window):
+    return [OneInterceptor(tokens, max_requests, window)]
+
+
+class LimitPerClientId(LimitPerUser):
+    key = "x-client-id"
+
+
+def guard_keyed_on_client_id(tokens, max_requests, window):
+    """The common tutorial's limiter (x-client-id), placed after auth."""
+    return [Authenticate(tokens), LimitPerClientId(max_requests, window)]
+
+
+def guard_limit_first(tokens, max_requests, window):
+    """Limits on x-client-id before auth: unauthenticated calls use up someone's quota."""
+    return [LimitPerClientId(max_requests, window), Authenticate(tokens)]
+
+
+class LimitPerToken(LimitPerUser):
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        token = dict(details.invocation_metadata or ()).get("authorization", "")
+        if handler is not None and not self.limiter.allow(token):
+            return reject(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit")
+        return handler
+
+
+def guard_keyed_on_token(tokens, max_requests, window):
+    return [Authenticate(tokens), LimitPerToken(max_requests, window)]
+
+
+class TrustsXUser(Authenticate):
+    """Adds x-user but keeps one the client sent first: dict() then takes the client's."""
+
+    def intercept_service(self, continuation, details):
+        metadata = tuple(details.invocation_metadata or ())
+        header = dict(metadata).get("authorization", "")
+        user = self.tokens.get(header.removeprefix("Bearer ")) if header.startswith(
+            "Bearer ") else None
+        if user is None:
+            return reject(continuation(details), grpc.StatusCode.UNAUTHENTICATED, "no")
+        return continuation(details._replace(invocation_metadata=(("x-user", user),) + metadata))
+
+
+def guard_trusting_x_user(tokens, max_requests, window):
+    return [TrustsXUser(tokens), LimitPerUser(max_requests, window)]
+
+
+class ForeverLimiter(RateLimiter):
+    def allow(self, key):
+        with self.lock:
+            count = self.calls.get(key, 0)
+            self.calls[key] = count + 1
+            return count < self.max_requests
+
+
+def guard_without_window(tokens, max_requests, window):
+    limit = LimitPerUser(max_requests, window)
+    limit.limiter = ForeverLimiter(max_requests, window)
+    return [Authenticate(tokens), limit]
+
+
+class UnaryRefusalAuth(Authenticate):
+    """Refuses with a unary-unary handler whatever the method (the tutorial's kind)."""
+
+    def intercept_service(self, continuation, details):
+        header = dict(details.invocation_metadata or ()).get("authorization", "")
+        if header.removeprefix("Bearer ") not in self.tokens or not header.startswith("Bearer "):
+            def abort(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "no")
+            return grpc.unary_unary_rpc_method_handler(abort)
+        return super().intercept_service(continuation, details)
+
+
+def guard_with_unary_refusal(tokens, max_requests, window):
+    return [UnaryRefusalAuth(tokens), LimitPerUser(max_requests, window)]
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("8.1", "seed 004's logger: times continuation(), not the call", (SeedTiming,),
                 "not continuation(...)"),
@@ -405,6 +751,14 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("8.1", "logs OK for a failed call", (AlwaysOkTiming,), "logged as OK"),
     WrongAnswer("8.1", "times a response stream until its generator exists", (GeneratorTiming,),
                 "the creation of a generator"),
+    WrongAnswer("8.1", "reads the whole request stream first (list(...)) to count it",
+                (BufferingTiming,), "reads the request stream ahead of the handler"),
+    WrongAnswer("8.1", "logs a stream without `finally`: a cancelled stream is never logged",
+                (NoFinallyTiming,), "cancelled after its first reply was never logged"),
+    WrongAnswer("8.1", "logs context.code() as it is (None after a crash)", (RawCodeTiming,),
+                "was logged with 'None'"),
+    WrongAnswer("8.1", "logs UNKNOWN for a stream the client cancelled", (UnknownOnCancelTiming,),
+                "so log CANCELLED"),
     WrongAnswer("8.2", "seed 004's unary-unary abort handler for every method", (SeedAuth,),
                 "must be of the method's own kind"),
     WrongAnswer("8.2", "checks that a token is there, not that it is valid", (PresenceOnlyAuth,),
@@ -420,12 +774,28 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("8.3", "one request id for every call", (OneIdMetadata,),
                 "not one in __init__"),
     WrongAnswer("8.3", "drops the caller's timeout", (NoTimeoutMetadata,), "no deadline"),
+    WrongAnswer("8.3", "appends to the caller's own metadata list", (AppendingMetadata,),
+                "raised AttributeError in your interceptor"),
+    WrongAnswer("8.3", "appends to a list the caller passed (copies None and tuples)",
+                (AppendingToTheCallersList,), "appended to the caller's list"),
+    WrongAnswer("8.3", "a timeout of its own instead of the caller's", (FixedTimeoutMetadata,),
+                "keep the caller's timeout"),
     WrongAnswer("8.4", "seed 004's retry: waits for an exception", (SeedRetry,),
                 "did not retry"),
     WrongAnswer("8.4", "ignores the deadline", (DeadlineBlindRetry,),
                 "your retry ignores the deadline"),
     WrongAnswer("8.4", "retries every status code", (RetryEverything,),
                 "retry only UNAVAILABLE"),
+    WrongAnswer("8.4", "retries INTERNAL and UNKNOWN too", (RetryServerErrorsToo,),
+                "failed with INTERNAL was sent 2 times"),
+    WrongAnswer("8.4", "retries DEADLINE_EXCEEDED too", (RetryDeadlineExceededToo,),
+                "failed with DEADLINE_EXCEEDED was sent 2 times"),
+    WrongAnswer("8.4", "sleeps its full pause past the deadline", (SleepsPastTheDeadline,),
+                "slept past the deadline"),
+    WrongAnswer("8.4", "no max_backoff cap", (UncappedRetry,), "never grow past max_backoff"),
+    WrongAnswer("8.4", "no jitter: sleeps the whole backoff", (NoJitterRetry,), "full jitter"),
+    WrongAnswer("8.4", "backoff ± 20% instead of uniform(0, backoff)", (GrpcStyleJitterRetry,),
+                "full jitter"),
     WrongAnswer("8.5", "retries every method of the service",
                 (service_config({"service": "routeguide.RouteGuide"}),), "Retry GetFeature only"),
     WrongAnswer("8.5", "maxAttempts too small for 4 failures",
@@ -438,6 +808,14 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 (service_config({"service": "routeguide.RouteGuide", "method": "GetFeature"},
                                 codes=("UNAVAILABLE", "INVALID_ARGUMENT")),),
                 "retry UNAVAILABLE only"),
+    WrongAnswer("8.5", "retries INTERNAL too",
+                (service_config({"service": "routeguide.RouteGuide", "method": "GetFeature"},
+                                codes=("UNAVAILABLE", "INTERNAL")),),
+                "failed with INTERNAL was sent 2 times"),
+    WrongAnswer("8.5", "retries DEADLINE_EXCEEDED too",
+                (service_config({"service": "routeguide.RouteGuide", "method": "GetFeature"},
+                                codes=("UNAVAILABLE", "DEADLINE_EXCEEDED")),),
+                "failed with DEADLINE_EXCEEDED was sent 2 times"),
     WrongAnswer("8.5", "a backoff of seconds: the retries outlast the deadline",
                 ({"methodConfig": [{"name": [{"service": "routeguide.RouteGuide",
                                               "method": "GetFeature"}],
@@ -445,6 +823,18 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                                                     "maxBackoff": "30s", "backoffMultiplier": 2,
                                                     "retryableStatusCodes": ["UNAVAILABLE"]}}]},),
                 "make the backoff shorter"),
+    WrongAnswer("8.7", "the tutorial's limiter keyed on x-client-id, after auth",
+                (guard_keyed_on_client_id,), "count per authenticated user"),
+    WrongAnswer("8.7", "the limiter before auth: unauthenticated calls use a quota",
+                (guard_limit_first,), "expected UNAUTHENTICATED"),
+    WrongAnswer("8.7", "counts per token: a user with two tokens gets twice the limit",
+                (guard_keyed_on_token,), "not per token"),
+    WrongAnswer("8.7", "keeps an x-user the client sent", (guard_trusting_x_user,),
+                "claimed to be alice count against her"),
+    WrongAnswer("8.7", "counts forever, no window", (guard_without_window,),
+                "not forever"),
+    WrongAnswer("8.7", "a unary-unary refusal for every method", (guard_with_unary_refusal,),
+                "must not wait for a request message"),
     WrongAnswer("8.6", "resets the ContextVar before the handler runs",
                 (ResettingRequestId, request_id), "do not reset"),
     WrongAnswer("8.6", "ignores the client's x-request-id", (AlwaysNewRequestId, request_id),
@@ -471,14 +861,16 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("8.5", (json.dumps(RETRY_CONFIG),)),
     ("8.5", (lambda: RETRY_CONFIG,)),
     ("8.6", (RequestId, request_id)),
+    ("8.7", (guard,)),
+    ("8.7", (guard_in_one,)),
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_right_answers_pass(exercise_id: str, answer: tuple, capsys) -> None:
     passes(capsys, exercise_id, *answer)
 
 
-@pytest.mark.parametrize("exercise_id", ["8.1", "8.2", "8.3", "8.4", "8.5", "8.6"])
-def test_every_exercise_has_two_wrong_answers(exercise_id: str) -> None:
-    assert sum(wrong.exercise == exercise_id for wrong in WRONG_ANSWERS) >= 2
+@pytest.mark.parametrize("exercise_id", ["8.1", "8.2", "8.3", "8.4", "8.5", "8.6", "8.7"])
+def test_every_exercise_has_four_wrong_answers(exercise_id: str) -> None:
+    assert sum(wrong.exercise == exercise_id for wrong in WRONG_ANSWERS) >= 4
 
 
 class UnsolvedTiming(Timing):

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from helpers import serve, tls
 from helpers.reference.vault import (
-    BearerToken, TokenAuth, Tokens, Vault, authorize, client_credentials, secured_vault,
+    KINDS, BearerToken, BoundTokenAuth, TokenAuth, Tokens, Vault, authorize, client_credentials, secured_vault,
     vault_pb2, vault_pb2_grpc,
 )
 
@@ -75,6 +75,27 @@ def test_keys_live_in_a_private_temporary_folder(pki) -> None:
     assert pki.ca.cert_path.read_bytes() == pki.ca.cert_pem
     assert b"PRIVATE KEY" not in pki.ca.cert_pem
     assert "key_pem" not in repr(pki.alice)
+
+
+def test_no_ca_key_is_written(pki) -> None:
+    assert not (pki.ca.cert_path.with_suffix(".key")).exists()
+    assert not any(path.name.endswith("CA.key") for path in tls.folder().iterdir())
+
+
+def test_a_killed_process_leaves_a_folder_the_next_one_removes() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal; from helpers import tls; tls.make_pki(); print(tls.folder(), "
+            "flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == -signal.SIGKILL
+    folder = out.stdout.strip()
+    assert folder and os.path.exists(folder)  # SIGKILL skipped the exit handler
+    removed = tls.remove_stale_folders()
+    assert not os.path.exists(folder) and any(str(path) == folder for path in removed)
+    assert tls.folder().exists()  # ours, alive, is kept
 
 
 def test_the_folder_is_removed_when_the_process_exits(tmp_path) -> None:
@@ -274,6 +295,7 @@ def token_channel_with_a_function(target, get_token):
     ("9.4", (token_channel,)),
     ("9.4", (token_channel_with_a_function,)),
     ("9.5", (TokenAuth,)),
+    ("9.6", (BoundTokenAuth,)),
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
     passes(capsys, exercise_id, *answer)
@@ -495,7 +517,145 @@ class PresenceOnlyTokenAuth(TokenAuth):
         return None if dict(metadata).get("authorization") else "missing token"
 
 
+def channel_overriding_the_name(target, pki):
+    """Sets ssl_target_name_override to the certificate's name: the host check is off."""
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(pki.ca.cert_pem),
+                               options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+def mtls_channel_overriding_the_name(target, pki, who):
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(
+        pki.ca.cert_pem, private_key=who.key_pem, certificate_chain=who.cert_pem),
+        options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+class TutorialTokenAuth(TokenAuth):
+    """The common tutorial's refusal: a unary-unary abort handler for every method."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        problem = self.problem(handler_call_details.invocation_metadata or ())
+        if problem:
+            def abort(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+            return grpc.unary_unary_rpc_method_handler(abort)
+        return continuation(handler_call_details)
+
+
+def decoding_with(**options):
+    """A TokenAuth whose only check is jwt.decode(token, key, algorithms=['HS256'], **options)."""
+
+    class Decoding(TokenAuth):
+        def problem(self, metadata):
+            header = dict(metadata).get("authorization", "")
+            if not header.startswith("Bearer "):
+                return "missing bearer token"
+            try:
+                jwt.decode(header[7:], self.key, algorithms=["HS256"], **options)
+            except jwt.InvalidTokenError as error:
+                return f"invalid token ({error})"
+            return None
+
+    return Decoding
+
+
+class BindingTokenAuth(TokenAuth):
+    """A 9.6 answer: wraps the handler; `same(subject, context)` decides the binding."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    kinds = KINDS
+
+    def same(self, subject, context):
+        identities = context.peer_identities() if context.auth_context().get(
+            "transport_security_type") == [b"ssl"] else None
+        return bool(identities) and identities[0].decode() == subject
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        claims, problem = self.verify(handler_call_details.invocation_metadata or ())
+        if problem:
+            from helpers.reference.vault import refusal
+            return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
+        key = (handler.request_streaming, handler.response_streaming)
+        if key not in self.kinds:
+            return handler
+        attribute, make = self.kinds[key]
+        behavior = getattr(handler, attribute)
+
+        def bound(request, context):
+            if not self.same(claims["sub"], context):
+                context.abort(self.code, "the token is not for this certificate")
+            return behavior(request, context)
+
+        return make(bound, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+
+class BoundViaAuthContext(BindingTokenAuth):
+    """Correct too: reads the certificate's common name from auth_context()."""
+
+    def same(self, subject, context):
+        return context.auth_context().get("x509_common_name") == [subject.encode()]
+
+
+class PrefixBound(BindingTokenAuth):
+    def same(self, subject, context):
+        identities = context.peer_identities() or [b""]
+        return identities[0].decode().startswith(subject)
+
+
+class CaseInsensitiveBound(BindingTokenAuth):
+    def same(self, subject, context):
+        identities = context.peer_identities() or [b""]
+        return identities[0].decode().lower() == subject.lower()
+
+
+class UnaryOnlyBound(BindingTokenAuth):
+    kinds = {(False, False): KINDS[(False, False)]}
+
+
+class PermissionDeniedBound(BindingTokenAuth):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NoExpBound(BindingTokenAuth):
+    def verify(self, metadata):
+        header = dict(metadata).get("authorization", "")
+        if not header.startswith("Bearer "):
+            return None, "missing bearer token"
+        try:
+            return jwt.decode(header[7:], self.key, algorithms=["HS256"]), None
+        except jwt.InvalidTokenError as error:
+            return None, f"invalid token ({error})"
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("9.6", "checks the token but never compares it with the certificate",
+                (TokenAuth,), says="alice's certificate with bob's valid token was let in"),
+    WrongAnswer("9.6", "compares a prefix of the name", (PrefixBound,),
+                says="a valid token for 'ali' was let in"),
+    WrongAnswer("9.6", "compares names without case", (CaseInsensitiveBound,),
+                says="a valid token for 'Alice' was let in"),
+    WrongAnswer("9.6", "binds unary calls only", (UnaryOnlyBound,),
+                says="was let in on ListSecrets (server streaming)"),
+    WrongAnswer("9.6", "PERMISSION_DENIED for a token that is not the certificate's",
+                (PermissionDeniedBound,), says="expected UNAUTHENTICATED"),
+    WrongAnswer("9.6", "accepts a token without exp", (NoExpBound,),
+                says="her token without exp was let in"),
+    WrongAnswer("9.1", "client sets grpc.ssl_target_name_override to the certificate's name",
+                (tls_server, channel_overriding_the_name), says="ssl_target_name_override"),
+    WrongAnswer("9.2", "client sets grpc.ssl_target_name_override",
+                (mtls_server_credentials, mtls_channel_overriding_the_name),
+                says="names only localhost"),
+    WrongAnswer("9.5", "the tutorial's unary-unary refusal for every method",
+                (TutorialTokenAuth,), says="PutSecrets (client streaming, an empty stream)"),
+    WrongAnswer("9.5", "jwt.decode with algorithms only: a token without exp never expires",
+                (decoding_with(),), says="with no exp claim (it would never expire) was let in"),
+    WrongAnswer("9.5", "requires exp but not sub", (decoding_with(options={"require": ["exp"]}),),
+                says="with no sub claim (for nobody) was let in"),
+    WrongAnswer("9.5", "requires exp and sub, ignores the issuer",
+                (decoding_with(options={"require": ["exp", "sub"]}),),
+                says="from another issuer was let in"),
+
     WrongAnswer("9.1", "starts the server without credentials (plaintext)",
                 (plaintext_server, tls_channel), says="your server answers in plaintext"),
     WrongAnswer("9.1", "presents a certificate another CA signed",
@@ -561,3 +721,13 @@ WRONG_ANSWERS: list[WrongAnswer] = [
 @pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=str)
 def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     rejects(capsys, wrong)
+
+
+@pytest.mark.parametrize("answer", [BindingTokenAuth, BoundViaAuthContext], ids=str)
+def test_other_correct_bindings_pass(answer, capsys) -> None:
+    passes(capsys, "9.6", answer)
+
+
+@pytest.mark.parametrize("exercise_id", ["9.1", "9.2", "9.3", "9.4", "9.5", "9.6"])
+def test_every_exercise_has_four_wrong_answers(exercise_id: str) -> None:
+    assert sum(wrong.exercise == exercise_id for wrong in WRONG_ANSWERS) >= 4

@@ -9,17 +9,21 @@ the server counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
+import queue
+import random
 import secrets
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import grpc
 
 from helpers.checks.core import (
-    Mismatch, describe_rpc_error, exercise, expect, expect_equal, expect_error_status,
+    Mismatch, concurrently, describe_rpc_error, exercise, expect, expect_equal, expect_error_status,
+    within,
 )
 from helpers.checks.lesson07 import run_in_fresh_loop
 from helpers.reference.routeguide import (
@@ -132,10 +136,17 @@ def _not_solved_yet(attempt: Callable[[], Any]) -> None:
 
 # --- 8.1 a latency interceptor ----------------------------------------------------
 
+CRASH_POINT = pb2.Point(latitude=1, longitude=1)  # the check's GetFeature raises ValueError here
+EVERYWHERE = pb2.Rectangle(lo=pb2.Point(latitude=-900_000_000, longitude=-1_800_000_000),
+                           hi=pb2.Point(latitude=900_000_000, longitude=1_800_000_000))
+
+
 class SlowGuide(Recorder):
-    """Each method takes a known minimum time on the server."""
+    """Each method takes a known minimum time on the server; one point crashes GetFeature."""
 
     def GetFeature(self, request, context):
+        if request == CRASH_POINT:
+            raise ValueError("a bug in the handler")
         time.sleep(0.15)
         return super().GetFeature(request, context)
 
@@ -155,6 +166,17 @@ class SlowGuide(Recorder):
             yield note
 
 
+class EchoGuide(ReferenceGuide):
+    """RouteChat answers every note at once: a client may wait for each reply (ping-pong)."""
+
+    def __init__(self) -> None:
+        super().__init__(FEATURES)
+
+    def RouteChat(self, request_iterator, context):
+        for note in request_iterator:
+            yield note
+
+
 MIN_SECONDS = {"GetFeature": 0.15, "ListFeatures": 0.05 * SMALL_COUNT, "RecordRoute": 0.15,
                "RouteChat": 0.05 * NOTE_REPLIES}
 
@@ -165,16 +187,50 @@ def _code_name(code: Any) -> str:
     return str(code).removeprefix("StatusCode.")
 
 
+def _ping_pong(stub: Any, notes: int = 3) -> int:
+    """A RouteChat whose client waits for each reply before it sends the next note."""
+    replies: queue.Queue = queue.Queue()
+
+    def requests():
+        for number in range(notes):
+            yield pb2.RouteNote(location=POINTS[0], message=f"ping {number}")
+            try:
+                replies.get(timeout=1.5)
+            except queue.Empty:
+                return  # no answer: give up, end the stream
+
+    got = 0
+    for reply in stub.RouteChat(requests(), timeout=TIMEOUT):
+        got += 1
+        replies.put(reply)
+    return got
+
+
+def _entries_for(log: list, lock: threading.Lock, start: int, method: str,
+                 seconds: float = 2.0) -> list[tuple]:
+    """Log entries for `method` written after position `start`, waiting up to `seconds`."""
+    full = f"/routeguide.RouteGuide/{method}"
+    end = time.monotonic() + seconds
+    while True:
+        with lock:
+            found = [entry for entry in log[start:] if entry[0] == full]
+        if found or time.monotonic() > end:
+            return found
+        time.sleep(0.02)
+
+
 @exercise(
     "8.1",
     "A latency interceptor for every call type",
     notebook=LESSON,
     hint="intercept_service only finds the handler; the call runs later, inside the handler's "
-    "behavior. Wrap that behavior, and pick the wrapper by handler.request_streaming and "
-    "handler.response_streaming.",
-    second_hint="For a response stream, return a generator that yields each reply, counts it, "
-    "and logs in a `finally`; for a request stream, hand the behavior a generator that counts "
-    "each request. On an exception, log context.code() (UNKNOWN if None) and re-raise.",
+    "code. Wrap that code, and pick the wrapper by the handler's request_streaming and "
+    "response_streaming. The table of the four kinds above says what the code gets and returns.",
+    second_hint="Where does a response stream's work happen: when the method's code returns, or "
+    "while gRPC pulls replies? And a request stream: who reads it, and when? Count as items pass "
+    "through, never by reading ahead. A call can end in four ways (OK, an abort, a crash, the "
+    "client going away): which one runs your logging in every case, and what does "
+    "context.code() hold in each?",
 )
 def latency_interceptor(interceptor: Any) -> str:
     log: list[tuple] = []
@@ -198,6 +254,19 @@ def latency_interceptor(interceptor: Any) -> str:
         expect(bad is not None and bad.code() == grpc.StatusCode.INVALID_ARGUMENT,
                "GetFeature with an invalid point should still fail with INVALID_ARGUMENT")
         time.sleep(0.2)  # a logger in a `finally` may run just after the client has its reply
+        with lock:
+            start = len(log)
+        crashed = _outcome(lambda: stub.GetFeature(CRASH_POINT, timeout=TIMEOUT))
+        expect(crashed is not None and crashed.code() == grpc.StatusCode.UNKNOWN,
+               "a GetFeature whose handler raised ValueError should reach the client as UNKNOWN "
+               f"(got {crashed and describe_rpc_error(crashed)}): let the exception go on")
+        crash_log = _entries_for(log, lock, start, "GetFeature")
+        with lock:
+            start = len(log)
+        stream = stub.ListFeatures(EVERYWHERE, timeout=TIMEOUT)
+        next(stream)
+        stream.cancel()
+        cancel_log = _entries_for(log, lock, start, "ListFeatures")
     with lock:
         entries = list(log)
     expected = {  # method: (requests, replies)
@@ -216,10 +285,36 @@ def latency_interceptor(interceptor: Any) -> str:
         expect_equal((requests, replies), expected[name], f"(requests, replies) logged for {name}")
     failed = [e for e in entries if e[0] == "/routeguide.RouteGuide/GetFeature" and e[1] != "OK"]
     expect(failed, "the GetFeature call that failed with INVALID_ARGUMENT was logged as OK or "
-           "not at all: catch the exception and log context.code()")
+           "not at all: a call that fails must be logged with the status it failed with")
     expect_equal(failed[0][1], "INVALID_ARGUMENT", "status logged for the failed GetFeature")
+    expect(crash_log, "a GetFeature whose handler raised ValueError was not logged at all")
+    expect(crash_log[0][1] == "UNKNOWN",
+           f"a GetFeature whose handler raised ValueError was logged with {crash_log[0][1]!r}, "
+           "but the client got UNKNOWN: context.code() is None when a handler crashes "
+           "without calling abort, so log UNKNOWN then")
+    expect(cancel_log, "a ListFeatures that the client cancelled after its first reply was never "
+           "logged: when the client goes away, gRPC closes your generator (GeneratorExit at its "
+           "`yield`), so only logging that runs on every way out is reached")
+    expect(cancel_log[0][1] == "CANCELLED",
+           f"a ListFeatures that the client cancelled was logged with {cancel_log[0][1]!r}: "
+           "the client cancelled, so log CANCELLED (context.is_active() is False once the "
+           "client has gone)")
+    echo = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, EchoGuide(),
+                 name="check-8.1-echo", interceptors=[_build(interceptor, record)])
+    with echo, grpc.insecure_channel(echo.target) as channel:
+        stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+        try:
+            answered = _ping_pong(stub)
+        except grpc.RpcError as error:
+            raise Mismatch(f"a ping-pong RouteChat (the client waits for each reply before its "
+                           f"next note) failed: {describe_rpc_error(error)}") from None
+    expect(answered == 3, f"a ping-pong RouteChat (the client waits for each reply before its "
+           f"next note) got {answered} of 3 replies: your interceptor reads the request stream "
+           "ahead of the handler (list(...)?), so the handler waits for a stream the client "
+           "has not finished. Count requests as the handler takes them")
     return ("all four call types logged with their status, request and reply counts and a "
-            "duration that covers the whole call; a failed call logged INVALID_ARGUMENT")
+            "duration that covers the whole call; an abort logged INVALID_ARGUMENT, a crash "
+            "UNKNOWN, a stream the client cancelled CANCELLED; a ping-pong chat flowed")
 
 
 # --- 8.2 token auth for every call type -------------------------------------------
@@ -228,11 +323,11 @@ def latency_interceptor(interceptor: Any) -> str:
     "8.2",
     "Token auth on every call type",
     notebook=LESSON,
-    hint="Look at what the seed's abort handler is: a unary-unary handler, used for every "
-    "method. The server then reads a stream call as if it were unary.",
-    second_hint="Call continuation(handler_call_details) to get the real handler, then return "
-    "the abort function wrapped by the factory of the same kind: "
-    "grpc.unary_stream_rpc_method_handler when only handler.response_streaming, and so on.",
+    hint="A refusal is a handler too, and gRPC drives it like the method it stands for: look at "
+    "what a handler of each kind waits for before its code runs.",
+    second_hint="A refusing handler must not wait for a request message. Which handler kinds "
+    "run their code before any request has arrived? continuation(...) tells you the method's "
+    "kind without reading a message.",
 )
 def token_auth(interceptor: Any) -> str:
     tokens = {secrets.token_hex(8), secrets.token_hex(8)}
@@ -272,59 +367,88 @@ def token_auth(interceptor: Any) -> str:
 
 # --- 8.3 a client interceptor adding metadata --------------------------------------
 
+def _each_call(stub: Any, metadata: Any, timeout: float = TIMEOUT) -> dict[str, Callable[[], Any]]:
+    """One call per method, each passed this very `metadata` object (None, a list, a tuple)."""
+    return {
+        "GetFeature": lambda: stub.GetFeature(POINTS[0], metadata=metadata, timeout=timeout),
+        "ListFeatures": lambda: list(stub.ListFeatures(SMALL, metadata=metadata, timeout=timeout)),
+        "RecordRoute": lambda: stub.RecordRoute(iter(POINTS), metadata=metadata, timeout=timeout),
+        "RouteChat": lambda: list(stub.RouteChat(iter(NOTES), metadata=metadata, timeout=timeout)),
+    }
+
+
 @exercise(
     "8.3",
     "Metadata on every outgoing call",
     notebook=LESSON,
     hint="grpc.intercept_channel only uses the methods your class has: one base class and one "
-    "intercept_* method per call type. Keep what the caller passed (metadata and timeout).",
-    second_hint="In each intercept_* method: metadata = list(details.metadata or []) + "
-    "[('authorization', f'Bearer {self.token}'), ('x-request-id', uuid.uuid4().hex)], then "
-    "continuation(CallDetails(details.method, details.timeout, metadata, ...), request).",
+    "intercept_* method per call type. What in the call details must survive your change?",
+    second_hint="The details you get belong to the caller: what is details.metadata when the "
+    "caller passed none, and whose list is it when they did? Build new details (the CallDetails "
+    "named tuple above) rather than changing the old ones, and think about when a value that "
+    "must differ per call is made.",
 )
 def metadata_interceptor(interceptor: Any) -> str:
     token = secrets.token_hex(8)
     guide = Recorder()
     server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide, name="check-8.3")
+    own = [("x-caller", "check-0")]
+    rounds = [("a list", own, TIMEOUT), ("a tuple", (("x-caller", "check-1"),), TIMEOUT + 3),
+              ("no metadata (metadata=None)", None, TIMEOUT + 1)]
     with server, grpc.insecure_channel(server.target) as plain:
         channel = grpc.intercept_channel(plain, _build(interceptor, token))
         stub = routeguide_pb2_grpc.RouteGuideStub(channel)
-        for round_, timeout in enumerate([TIMEOUT, TIMEOUT + 3]):
-            for name, call in _calls(stub, (("x-caller", f"check-{round_}"),), timeout).items():
-                error = _outcome(call)
+        for what, metadata, timeout in rounds:
+            for name, call in _each_call(stub, metadata, timeout).items():
+                try:
+                    error = _outcome(call)
+                except Exception as crash:  # noqa: BLE001 - a client interceptor that crashed
+                    raise Mismatch(f"{name} ({KIND[name]}) called with {what} raised "
+                                   f"{type(crash).__name__} in your interceptor ({crash}): the "
+                                   "caller's metadata may be None or a tuple; make a new list") \
+                        from None
                 expect(error is None, f"{name} failed through your interceptor: {error}")
-    expect_equal(len(guide.calls), 8, "calls that reached the server")
+    expect(own == [("x-caller", "check-0")],
+           f"after 4 calls the caller's own metadata list holds {len(own)} entries "
+           f"({sorted({key for key, _ in own})}): your interceptor appended to the caller's "
+           "list; leave it alone and make a new one")
+    expect_equal(len(guide.calls), 12, "calls that reached the server")
     request_ids = []
     for index, call in enumerate(guide.calls):
         name, metadata, remaining = call["method"], call["metadata"], call["time_remaining"]
+        what, sent, timeout = rounds[index // 4]
         expect(metadata.get("authorization") == f"Bearer {token}",
                f"{name} ({KIND[name]}) arrived without 'authorization: Bearer <token>' "
                f"(it had {sorted(k for k in metadata if k != 'user-agent')}): does your "
                "interceptor handle every call type?")
         expect("x-request-id" in metadata, f"{name} arrived without an x-request-id")
         request_ids.append(metadata["x-request-id"])
-        expect(metadata.get("x-caller") == f"check-{index // 4}",
-               f"{name} lost the metadata its caller passed: add to it, do not replace it")
+        if sent:
+            expect(metadata.get("x-caller") == dict(sent)["x-caller"],
+                   f"{name} lost the metadata its caller passed: add to it, do not replace it")
         expect(remaining is not None and remaining < 3600,
                f"{name} arrived with no deadline: your interceptor "
                "dropped the caller's timeout")
-        expect(remaining <= TIMEOUT + 3 * (index // 4) + 0.1,
-               f"{name} arrived with a longer deadline than its caller set")
+        expect(timeout - 1 < remaining <= timeout + 0.1,
+               f"{name} arrived with a deadline {remaining:.1f} s away, but its caller set "
+               f"timeout={timeout}: keep the caller's timeout")
     expect(len(set(request_ids)) == len(request_ids),
            f"{len(request_ids)} calls carried only {len(set(request_ids))} different request "
            "ids: make a new id for each call, not one in __init__")
     return ("on all four call types the server received the token and a fresh request id per "
-            "call, with the caller's own metadata and deadline kept")
+            "call, with the caller's own metadata and deadline kept (a list, a tuple or none), "
+            "and the caller's list left unchanged")
 
 
 # --- 8.4 a retry interceptor with a deadline budget --------------------------------
 
 class FlakyGuide(ReferenceGuide):
-    """GetFeature fails with UNAVAILABLE for the first `fails` attempts (after `work` s)."""
+    """GetFeature fails with `code` (UNAVAILABLE) for the first `fails` attempts (after `work` s)."""
 
-    def __init__(self, fails: int, work: float = 0.0) -> None:
+    def __init__(self, fails: int, work: float = 0.0,
+                 code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
         super().__init__(FEATURES)
-        self.fails, self.work = fails, work
+        self.fails, self.work, self.code = fails, work, code
         self.lock = threading.Lock()
         self.attempts: list[tuple[float, float | None]] = []  # (arrival, time_remaining)
         self.record_route_attempts = 0
@@ -336,7 +460,7 @@ class FlakyGuide(ReferenceGuide):
         if self.work:
             time.sleep(self.work)
         if number <= self.fails and request != BAD_POINT:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"attempt {number} failed on purpose")
+            context.abort(self.code, f"attempt {number} failed on purpose")
         return super().GetFeature(request, context)
 
     def RecordRoute(self, request_iterator, context):
@@ -353,16 +477,30 @@ def _retry_stub(interceptor: Any, guide: FlakyGuide, name: str, run: Callable[[A
         return run(stub)
 
 
+@contextlib.contextmanager
+def _seeded_random(seed: int) -> Iterator[None]:
+    """Make the random module's draws repeatable for a while (jitter the check can predict)."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+NOT_RETRYABLE = [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+                 grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
 @exercise(
     "8.4",
     "A retry interceptor with a deadline budget",
     notebook=LESSON,
-    hint="continuation(...) does not raise: it returns an outcome whose .code() you can test. "
-    "And the caller's timeout is a budget for all attempts together, not for each one.",
-    second_hint="Before the loop: deadline = time.monotonic() + details.timeout. Each attempt "
-    "gets timeout=deadline - time.monotonic(); retry only UNAVAILABLE; sleep "
-    "random.uniform(0, backoff), never past the deadline; backoff = min(backoff * multiplier, "
-    "max_backoff).",
+    hint="Does continuation(...) raise when the call fails, or hand you something to look at? "
+    "And is the caller's timeout meant for each attempt, or for all of them together?",
+    second_hint="Note once when the caller's time runs out; everything after (each attempt's "
+    "timeout, each pause) is measured against that moment. Which failures say the server did "
+    "nothing, and which may come after it did the work? The pause grows, but has a ceiling.",
 )
 def retry_interceptor(retry_class: Any) -> str:
     expect(isinstance(retry_class, type), "pass the class (the check builds it with its own "
@@ -371,12 +509,13 @@ def retry_interceptor(retry_class: Any) -> str:
     def make() -> Any:
         return retry_class(max_attempts=5, initial_backoff=0.02, multiplier=2.0, max_backoff=0.2)
 
+    def get_feature(point: Any = POINTS[0], timeout: float = TIMEOUT) -> Callable[[Any], Any]:
+        return lambda stub: _outcome(lambda: stub.GetFeature(point, timeout=timeout))
+
     figures = []
     for fails in (2, 3):
         guide = FlakyGuide(fails)
-        reply = _retry_stub(make(), guide, "check-8.4",
-                            lambda stub: _outcome(lambda: stub.GetFeature(POINTS[0],
-                                                                          timeout=TIMEOUT)))
+        reply = _retry_stub(make(), guide, "check-8.4", get_feature())
         expect(len(guide.attempts) > 1 or fails == 0,
                f"the server counted {len(guide.attempts)} attempt for a GetFeature that failed "
                "with UNAVAILABLE: your interceptor did not retry (does it wait for an exception "
@@ -387,25 +526,33 @@ def retry_interceptor(retry_class: Any) -> str:
                      f"attempts counted on the server when the first {fails} fail")
         figures.append(len(guide.attempts))
     guide = FlakyGuide(fails=100)
-    error = _retry_stub(make(), guide, "check-8.4",
-                        lambda stub: _outcome(lambda: stub.GetFeature(POINTS[0], timeout=TIMEOUT)))
+    error = _retry_stub(make(), guide, "check-8.4", get_feature())
     expect(error is not None, "a GetFeature that always fails succeeded?")
     expect_equal(len(guide.attempts), 5, "attempts counted on the server with max_attempts=5 "
                  "and a server that always fails")
     guide = FlakyGuide(fails=0)
-    error = _retry_stub(make(), guide, "check-8.4",
-                        lambda stub: _outcome(lambda: stub.GetFeature(BAD_POINT, timeout=TIMEOUT)))
+    error = _retry_stub(make(), guide, "check-8.4", get_feature(BAD_POINT))
     expect(error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT,
            "GetFeature with a bad point should fail with INVALID_ARGUMENT through the retry")
     expect(len(guide.attempts) == 1, f"a call that failed with INVALID_ARGUMENT was sent "
            f"{len(guide.attempts)} times: retry only UNAVAILABLE (bad input stays bad)")
+    for code in NOT_RETRYABLE:
+        guide = FlakyGuide(fails=1, code=code)
+        error = _retry_stub(make(), guide, "check-8.4", get_feature())
+        expect(len(guide.attempts) == 1,
+               f"a GetFeature that failed with {code.name} was sent {len(guide.attempts)} times: "
+               f"retry only UNAVAILABLE ({code.name} may come after the server did the work, "
+               "or will fail the same way again)")
+        expect(error is not None and error.code() == code,
+               f"a GetFeature that failed with {code.name} ended with "
+               f"{error and describe_rpc_error(error)}: return the outcome as it is")
     # The budget: each attempt takes 0.15 s on the server and fails; the caller allows 0.6 s.
     budget = 0.6
     guide = FlakyGuide(fails=100, work=0.15)
-    slow = retry_class(max_attempts=5, initial_backoff=0.1, multiplier=2.0, max_backoff=1.0)
+    slow = retry_class(max_attempts=5, initial_backoff=1.0, multiplier=2.0, max_backoff=1.0)
     start = time.monotonic()
-    error = _retry_stub(slow, guide, "check-8.4",
-                        lambda stub: _outcome(lambda: stub.GetFeature(POINTS[0], timeout=budget)))
+    with _seeded_random(93):  # the first draw of random() is 0.91: a pause past the deadline
+        error = _retry_stub(slow, guide, "check-8.4", get_feature(timeout=budget))
     took = time.monotonic() - start
     expect(error is not None, "a GetFeature that always fails succeeded?")
     first_arrival = guide.attempts[0][0]
@@ -418,11 +565,30 @@ def retry_interceptor(retry_class: Any) -> str:
                f"deadline {remaining:.2f} s away, more than the {max(left, 0):.2f} s left of "
                f"the caller's {budget} s: your retry ignores the deadline (each attempt must "
                "get only the time remaining)")
-    expect(took < budget + 1.5, f"the call took {took:.2f} s with timeout={budget}: stop "
-           "retrying when the deadline has passed")
+    expect(took < budget + 0.3, f"the call took {took:.2f} s with timeout={budget}: your retry "
+           "slept past the deadline; stop when the next pause would end after it")
+    # The cap: with a multiplier of 10, the 3rd pause would reach 5 s without max_backoff.
+    capped = retry_class(max_attempts=4, initial_backoff=0.05, multiplier=10.0, max_backoff=0.1)
+    guide = FlakyGuide(fails=100)
+    with _seeded_random(80):
+        within(2.5, lambda: _retry_stub(capped, guide, "check-8.4-cap", get_feature(timeout=30)),
+               "with initial_backoff=0.05, multiplier=10 and max_backoff=0.1, 4 attempts should "
+               "end in well under a second: the backoff must never grow past max_backoff")
+    # The jitter: a fixed backoff of 0.2 s; the draws of random() are 0.27, 0.54, 0.71, 0.96.
+    steady = retry_class(max_attempts=5, initial_backoff=0.2, multiplier=1.0, max_backoff=0.2)
+    guide = FlakyGuide(fails=100)
+    with _seeded_random(80):
+        _retry_stub(steady, guide, "check-8.4-jitter", get_feature(timeout=30))
+    arrivals = [arrival for arrival, _ in guide.attempts]
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    expect(len(gaps) == 4, f"the server counted {len(arrivals)} attempts with max_attempts=5")
+    expect(min(gaps) < 0.15, "with a backoff of 0.2 s, your pauses between attempts were "
+           f"{', '.join(f'{gap:.2f}' for gap in gaps)} s: draw each pause at random between 0 "
+           "and the backoff (full jitter), so that clients that failed together spread out")
     return (f"attempts counted on the server: {figures[0]} and {figures[1]} when the first 2 and "
-            f"3 fail, 5 at most, 1 for INVALID_ARGUMENT; with a {budget} s timeout every "
-            "attempt got only the time left")
+            f"3 fail, 5 at most, 1 for INVALID_ARGUMENT, INTERNAL, UNKNOWN, DEADLINE_EXCEEDED "
+            f"and RESOURCE_EXHAUSTED; with a {budget} s timeout every attempt got only the time "
+            "left and the call ended on time; the pauses were jittered and stayed under the cap")
 
 
 # --- 8.5 gRPC's own retry policy ---------------------------------------------------
@@ -433,9 +599,10 @@ def retry_interceptor(retry_class: Any) -> str:
     notebook=LESSON,
     hint="A methodConfig applies to the methods its `name` list matches: a name with only a "
     "service matches every method of it. Count the failures GetFeature may have in a row.",
-    second_hint='{"methodConfig": [{"name": [{"service": "routeguide.RouteGuide", "method": '
-    '"GetFeature"}], "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", '
-    '"maxBackoff": "0.5s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}',
+    second_hint="Which of the guide's methods may run twice without harm, and which failures say "
+    "the server did nothing? The number of attempts counts the first one too; the backoff "
+    "fields are durations written as strings, and the whole retry must fit in the call's "
+    "deadline.",
 )
 def retry_policy(config: Any) -> str:
     if callable(config):
@@ -475,8 +642,20 @@ def retry_policy(config: Any) -> str:
                "GetFeature with a bad point should fail with INVALID_ARGUMENT")
         expect(len(guide.attempts) == 1, f"a GetFeature that failed with INVALID_ARGUMENT was "
                f"sent {len(guide.attempts)} times: retry UNAVAILABLE only")
+    for code in NOT_RETRYABLE:
+        guide = FlakyGuide(fails=1, code=code)
+        server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide,
+                       name="check-8.5-codes")
+        with server, grpc.insecure_channel(server.target,
+                                           options=[("grpc.service_config", text)]) as channel:
+            stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+            _outcome(lambda: stub.GetFeature(POINTS[0], timeout=TIMEOUT))
+        expect(len(guide.attempts) == 1,
+               f"a GetFeature that failed with {code.name} was sent {len(guide.attempts)} times: "
+               f"retry UNAVAILABLE only ({code.name} may come after the server did the work)")
     return (f"GetFeature failed 4 times and succeeded on attempt {got} (counted on the server); "
-            "RecordRoute and bad input were sent once")
+            "RecordRoute, bad input and INTERNAL, UNKNOWN, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED "
+            "failures were sent once")
 
 
 # --- 8.6 an aio interceptor hands a request id to the handler ---------------------
@@ -517,9 +696,9 @@ class _IdGuide(routeguide_pb2_grpc.RouteGuideServicer):
     notebook=LESSON,
     hint="The handler runs after intercept_service has returned, in the same asyncio task: set "
     "the ContextVar and leave it set. Calls without an x-request-id need one of their own.",
-    second_hint="async def intercept_service(self, continuation, details): metadata = "
-    "dict(details.invocation_metadata or ()); request_id.set(metadata.get('x-request-id') or "
-    "uuid.uuid4().hex); return await continuation(details)",
+    second_hint="Where do the two ids come from: the client's metadata, or made fresh, and when "
+    "is each made? Anything you undo after `await continuation(...)` is undone before the "
+    "handler starts.",
 )
 def aio_request_id(interceptor: Any, variable: Any) -> str:
     instance = _build(interceptor)
@@ -585,3 +764,100 @@ def aio_request_id(interceptor: Any, variable: Any) -> str:
                f"id {unnamed[0]!r}: make a fresh one per call")
     return ("on all four call types the handler saw its own call's x-request-id (two concurrent "
             "calls each theirs), and a fresh id when none was sent")
+
+
+# --- 8.7 challenge: auth, then a rate limit per authenticated user ------------------
+
+def _chain_calls(stub: Any, token: str | None, extra: tuple = (),
+                 empty: bool = False) -> dict[str, Callable[[], Any]]:
+    metadata = ((("authorization", f"Bearer {token}"),) if token else ()) + extra
+    return _calls(stub, metadata, empty_streams=empty)
+
+
+def _code_of(error: grpc.RpcError | None) -> str:
+    return "OK" if error is None else error.code().name
+
+
+@exercise(
+    "8.7",
+    "Challenge: who may call, and how often",
+    notebook=LESSON,
+    hint="Two jobs, two interceptors, and their order decides what a refused call costs. The "
+    "limiter must count per user, so it needs to know who the caller is: what does the auth "
+    "step know that the limiter does not, and how can it hand that on?",
+    second_hint="An interceptor may call continuation with details of its own: the same method, "
+    "other metadata (handler_call_details is a named tuple). Calling continuation also runs "
+    "every interceptor after yours. Anything the client wrote can be a lie, including a key "
+    "you plan to add yourself. And a user can hold several tokens.",
+)
+def auth_then_limit(guard: Callable) -> str:
+    alice1, alice2, bob = (secrets.token_hex(8) for _ in range(3))
+    tokens = {alice1: "alice", alice2: "alice", bob: "bob"}
+    window = 1.0
+    guide = Recorder()
+    server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide,
+                   name="check-8.7", interceptors=list(guard(dict(tokens), 3, window)))
+    claims_alice = (("x-client-id", "alice"), ("x-user", "alice"))
+    with server, grpc.insecure_channel(server.target) as channel:
+        stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+        for what, token in [("no token", None), ("an unknown token", secrets.token_hex(8))]:
+            for name, call in _chain_calls(stub, token, claims_alice).items():
+                expect_error_status(_outcome(call), grpc.StatusCode.UNAUTHENTICATED,
+                                    f"{name} ({KIND[name]}) with {what}, claiming to be alice "
+                                    "in other metadata")
+        empty = _chain_calls(stub, None, empty=True)["RecordRoute"]
+        expect_error_status(_outcome(empty), grpc.StatusCode.UNAUTHENTICATED,
+                            "RecordRoute with an empty request stream and no token (the refusal "
+                            "must not wait for a request message)")
+        expect(not guide.calls, f"{guide.methods()} reached the servicer without a valid token")
+        # alice: 3 calls with her two tokens, then the limit, whatever she claims to be.
+        plan = [("GetFeature", alice1, ()), ("ListFeatures", alice2, ()),
+                ("RecordRoute", alice1, ())]
+        for name, token, extra in plan:
+            got = _code_of(_outcome(_chain_calls(stub, token, extra)[name]))
+            expect(got == "OK", f"alice's call {name} ({KIND[name]}) ended {got}, within her "
+                   "limit of 3 calls: did refused, unauthenticated calls that claimed to be alice "
+                   "count against her? Authenticate first, then count")
+        over = [("RouteChat", alice2, (), "with her second token"),
+                ("GetFeature", alice1, (("x-client-id", "carol"), ("x-user", "carol")),
+                 "claiming to be carol in x-client-id and x-user metadata")]
+        for name, token, extra, what in over:
+            got = _code_of(_outcome(_chain_calls(stub, token, extra)[name]))
+            expect(got == "RESOURCE_EXHAUSTED",
+                   f"alice's 4th call in {window} s, {name} ({KIND[name]}) {what}, ended {got}: "
+                   "count per authenticated user (the token's owner), not per token or per "
+                   "what the client writes; over the limit is RESOURCE_EXHAUSTED")
+        empty = _chain_calls(stub, alice1, empty=True)["RecordRoute"]
+        expect_error_status(_outcome(empty), grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            "alice's RecordRoute with an empty stream over her limit")
+        # bob claims to be alice: his own quota, and alice's is not his to spend.
+        for name in ["GetFeature", "ListFeatures", "RouteChat"]:
+            got = _code_of(_outcome(_chain_calls(stub, bob, claims_alice)[name]))
+            expect(got == "OK", f"bob's call {name} ({KIND[name]}), sent with x-client-id: "
+                   f"alice, ended {got}: bob has a limit of his own; the metadata a client "
+                   "writes says nothing about who it is")
+        got = _code_of(_outcome(_chain_calls(stub, bob)["RecordRoute"]))
+        expect(got == "RESOURCE_EXHAUSTED", f"bob's 4th call ended {got}, expected "
+               "RESOURCE_EXHAUSTED")
+        reached = len(guide.calls)
+        expect(reached == 6, f"{reached} calls reached the servicer, but only 6 were allowed "
+               "(3 for alice, 3 for bob): a refused call must not reach it")
+        time.sleep(window + 0.2)
+        got = _code_of(_outcome(_chain_calls(stub, alice2)["GetFeature"]))
+        expect(got == "OK", f"alice's call {window + 0.2:.1f} s after her last one ended {got}: "
+               f"the limit counts calls in the last {window} s (the window argument), not "
+               "forever")
+    limited = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, Recorder(),
+                    name="check-8.7-concurrent", interceptors=list(guard({bob: "dave"}, 3, 30)))
+    with limited, grpc.insecure_channel(limited.target) as channel:
+        stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+        outcomes = concurrently(
+            lambda index: _code_of(_outcome(_chain_calls(stub, bob)["GetFeature"])), 8,
+            seconds=20, what="8 concurrent calls from one user")
+    codes = sorted(str(outcome.value or outcome.error) for outcome in outcomes)
+    expect(codes.count("OK") == 3, f"8 concurrent calls from one user with a limit of 3 ended "
+           f"{codes}: exactly 3 may pass (guard the limiter's table with a lock)")
+    return ("unauthenticated calls got UNAUTHENTICATED and counted against nobody; alice (two "
+            "tokens) and bob each got 3 calls per window across all four call types whatever "
+            "metadata they sent, then RESOURCE_EXHAUSTED; the window slid; 8 concurrent calls "
+            "let exactly 3 through")

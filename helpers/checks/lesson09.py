@@ -9,9 +9,11 @@ arrived, how many calls reached the handlers), so the checks verify the server s
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+import time
+from typing import Any, Callable, NamedTuple
 
 import grpc
+import jwt
 
 from helpers import tls
 from helpers.checks.core import Mismatch, describe_rpc_error, exercise, expect, expect_equal
@@ -32,13 +34,17 @@ def _call(channel: grpc.Channel, method: str,
     try:
         if method == "WhoAmI":
             return stub.WhoAmI(vault_pb2.WhoAmIRequest(), timeout=5, metadata=metadata), None
+        if method == "PutSecrets":  # an empty client stream: no request message ever comes
+            return stub.PutSecrets(iter([]), timeout=5, metadata=metadata), None
         return list(stub.ListSecrets(vault_pb2.ListSecretsRequest(), timeout=5,
                                      metadata=metadata)), None
     except grpc.RpcError as error:
         return None, error
 
 
-KIND = {"WhoAmI": "WhoAmI (unary)", "ListSecrets": "ListSecrets (server streaming)"}
+KIND = {"WhoAmI": "WhoAmI (unary)", "ListSecrets": "ListSecrets (server streaming)",
+        "PutSecrets": "PutSecrets (client streaming, an empty stream)"}
+METHODS = list(KIND)
 
 
 def _who(channel: grpc.Channel, what: str, advice: str) -> Any:
@@ -60,15 +66,33 @@ def _tls_server(certificate: tls.Certificate, name: str):
     return serve(ADD, Vault(), name=name, credentials=credentials)
 
 
+def _expect_name_checked(make_channel: Callable[[str], grpc.Channel], pki: tls.Pki,
+                         server_only: bool) -> None:
+    """The learner's channel must refuse a certificate that does not name the host it dialled."""
+    for named, dialled in [("localhost", "127.0.0.1"), ("127.0.0.1", "localhost")]:
+        certificate = pki.ca.issue(named, hosts=[named], file_name=f"check-only-{named}")
+        key_pair = [(certificate.key_pem, certificate.cert_pem)]
+        credentials = (grpc.ssl_server_credentials(key_pair) if server_only else
+                       grpc.ssl_server_credentials(key_pair, root_certificates=pki.ca.cert_pem,
+                                                   require_client_auth=True))
+        with serve(ADD, Vault(), name="check-name", credentials=credentials) as server:
+            with make_channel(f"{dialled}:{server.port}") as channel:
+                _, error = _call(channel, "WhoAmI")
+        expect(error is not None,
+               f"your channel dialled {dialled} and accepted a certificate that names only "
+               f"{named}: it must check that the certificate names the host it dialled (is "
+               "grpc.ssl_target_name_override set? It turns that check off)")
+
+
 @exercise(
     "9.1",
     "A TLS server and a client that trusts it",
     notebook=LESSON,
     hint="The server side needs its certificate and private key; the client side needs only "
     "the certificate of the authority that signed it. Both come from the pki argument.",
-    second_hint="serve(..., credentials=grpc.ssl_server_credentials([(pki.server.key_pem, "
-    "pki.server.cert_pem)])) and grpc.secure_channel(target, "
-    "grpc.ssl_channel_credentials(root_certificates=pki.ca.cert_pem)).",
+    second_hint="The server's credentials take (private key, certificate chain) pairs; the "
+    "client's take the certificates it trusts as roots. Which of pki's certificates plays each "
+    "part? And leave the client's check of the host name as it is: no channel option needed.",
 )
 def tls_server_and_client(start_server: Callable, make_channel: Callable) -> str:
     pki = tls.make_pki(prefix="check91-")
@@ -107,8 +131,9 @@ def tls_server_and_client(start_server: Callable, make_channel: Callable) -> str
         expect(error is not None,
                f"your channel accepted a server whose certificate was signed by {who}: "
                "trust pki.ca only")
+    _expect_name_checked(lambda target: make_channel(target, pki), pki, server_only=True)
     return ("your server spoke TLS by name and by IP; your channel reached it and refused "
-            "a certificate from another CA and an expired one")
+            "a certificate from another CA, an expired one, and ones for another host name")
 
 
 @exercise(
@@ -118,9 +143,9 @@ def tls_server_and_client(start_server: Callable, make_channel: Callable) -> str
     hint="In mutual TLS each side proves who it is: the server must also be told which "
     "authority signs client certificates, and that a certificate is compulsory. The client "
     "sends its own key and certificate.",
-    second_hint="grpc.ssl_server_credentials([(key, cert)], root_certificates=pki.ca.cert_pem, "
-    "require_client_auth=True); grpc.ssl_channel_credentials(pki.ca.cert_pem, "
-    "private_key=who.key_pem, certificate_chain=who.cert_pem).",
+    second_hint="Look at the parameters of grpc.ssl_server_credentials after the key pairs: one "
+    "says whom to trust for client certificates, one makes a certificate compulsory. The "
+    "client's credentials take its own key and certificate chain besides the roots.",
 )
 def mutual_tls(server_credentials: Callable, make_channel: Callable) -> str:
     pki = tls.make_pki(prefix="check92-")
@@ -150,8 +175,11 @@ def mutual_tls(server_credentials: Callable, make_channel: Callable) -> str:
                              "(private_key=, certificate_chain=) and trust pki.ca")
             expect_equal(reply.name, client.name,
                          "the client name the server read from your channel's certificate")
+    _expect_name_checked(lambda target: make_channel(target, pki, pki.alice), pki,
+                         server_only=False)
     return ("your server required a client certificate from pki.ca (refused none and another "
-            "CA's); your channel presented alice's and bob's")
+            "CA's); your channel presented alice's and bob's, and refused certificates for "
+            "another host name")
 
 
 class _Guarded(Vault):
@@ -168,7 +196,7 @@ class _Guarded(Vault):
 
 def _expect_code(channel: grpc.Channel, expected: grpc.StatusCode, who: str,
                  metadata: Metadata | None = None, advice: str = "") -> None:
-    for method in ["WhoAmI", "ListSecrets"]:
+    for method in METHODS:
         _, error = _call(channel, method, metadata)
         if error is None:
             raise Mismatch(f"{who} was let in on {KIND[method]}, expected {expected.name}"
@@ -186,9 +214,9 @@ def _expect_code(channel: grpc.Channel, expected: grpc.StatusCode, who: str,
     hint="Two different failures: the server does not know who the caller is, or knows and "
     "says no. Only the TLS layer can tell you who it is (the certificate was verified); "
     "nothing the client writes in metadata can.",
-    second_hint="identities = context.peer_identities() is None without a client certificate "
-    "(abort UNAUTHENTICATED); otherwise name = identities[0].decode() must be exactly in "
-    "allowed (else abort PERMISSION_DENIED); return name.",
+    second_hint="What does context.peer_identities() return when the caller presented no "
+    "certificate? The names come as bytes; compare the whole name, exactly, with the allowed "
+    "set you were given. The two refusals have different status codes.",
 )
 def authorize_by_identity(authorize: Callable) -> str:
     pki = tls.make_pki(prefix="check93-")
@@ -199,7 +227,7 @@ def authorize_by_identity(authorize: Callable) -> str:
     with serve(ADD, vault, name="check93-mtls", credentials=mtls) as server:
         target = f"localhost:{server.port}"
         with _tls_client(target, pki, pki.alice) as channel:
-            for method in ["WhoAmI", "ListSecrets"]:
+            for method in METHODS:
                 reply, error = _call(channel, method)
                 if error is not None:
                     raise Mismatch(f"alice, who is allowed, got {describe_rpc_error(error)} on "
@@ -235,7 +263,7 @@ def authorize_by_identity(authorize: Callable) -> str:
                          "a caller with no verified identity (TLS without client certificates)",
                          advice="peer_identities() is None: the server does not know who "
                          "it is, which is UNAUTHENTICATED")
-    return ("alice got in on both methods; bob, malice and a forged x-client-id got "
+    return ("alice got in on all three methods; bob, malice and a forged x-client-id got "
             "PERMISSION_DENIED; a caller without a certificate got UNAUTHENTICATED")
 
 
@@ -260,9 +288,10 @@ class _Recorder(grpc.ServerInterceptor):
     hint="A grpc.AuthMetadataPlugin is called before every call and hands its metadata to "
     "callback. Tokens change over time, so ask for one each time. Call credentials travel "
     "only on a channel gRPC considers secure; on loopback that can be local credentials.",
-    second_hint="In __call__: callback((('authorization', f'Bearer {self.get_token()}'),), None). "
-    "The channel: grpc.secure_channel(target, grpc.composite_channel_credentials("
-    "grpc.local_channel_credentials(), grpc.metadata_call_credentials(BearerToken(get_token)))).",
+    second_hint="The plugin's __call__(context, callback) hands metadata to callback as (key, "
+    "value) pairs, keys in lowercase, and None for no error; ask get_token() there, not in "
+    "__init__. Call credentials ride on channel credentials: look for the function that "
+    "composes them, and for local channel credentials.",
 )
 def token_plugin(make_channel: Callable) -> str:
     tokens, recorder, vault = Tokens(), _Recorder(), Vault()
@@ -297,7 +326,29 @@ def token_plugin(make_channel: Callable) -> str:
             "'authorization: Bearer ...' over local credentials")
 
 
+class _Details(NamedTuple):
+    method: str
+    invocation_metadata: tuple
+
+
+def _not_solved_yet(interceptor: Any) -> None:
+    """Call intercept_service once outside a server: an untouched exercise says so."""
+    try:
+        interceptor.intercept_service(
+            lambda details: grpc.unary_unary_rpc_method_handler(lambda request, context: request),
+            _Details("/vault.Vault/WhoAmI", ()))
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001 - the real calls will report it
+        pass
+
+
 def _token_cases(tokens: Tokens) -> list[tuple[str, Metadata]]:
+    now = int(time.time())
+
+    def signed(claims: dict) -> Metadata:
+        return [("authorization", "Bearer " + jwt.encode(claims, tokens.key, algorithm="HS256"))]
+
     return [
         ("no token", []),
         ("a token signed with another key", [("authorization",
@@ -305,40 +356,127 @@ def _token_cases(tokens: Tokens) -> list[tuple[str, Metadata]]:
         ("an expired token", [("authorization", f"Bearer {tokens.issue('alice', ttl=-30)}")]),
         ("a token that is not a JWT", [("authorization", "Bearer let-me-in")]),
         ("a key without 'Bearer '", [("authorization", tokens.issue("alice"))]),
+        ("a token with no exp claim (it would never expire)",
+         signed({"sub": "alice", "iss": tokens.issuer, "iat": now})),
+        ("a token with no sub claim (for nobody)",
+         signed({"iss": tokens.issuer, "iat": now, "exp": now + 60})),
+        ("a token from another issuer",
+         signed({"sub": "alice", "iss": "someone-else", "iat": now, "exp": now + 60})),
+        ("a token with no iss claim", signed({"sub": "alice", "iat": now, "exp": now + 60})),
     ]
 
 
 @exercise(
     "9.5",
-    "A token check that covers streaming calls",
+    "A token check that covers every call type",
     notebook=LESSON,
-    hint="intercept_service runs before the handler for every call type, but what you return "
-    "instead of the handler must be of the same call type. Let PyJWT verify the signature "
-    "and the expiry; never skip either.",
-    second_hint="handler = continuation(details); read the 'authorization' metadata; "
-    "jwt.decode(token, self.key, algorithms=['HS256']) raises jwt.InvalidTokenError when "
-    "forged or expired; then return a refusing handler made like the original: "
-    "grpc.unary_stream_rpc_method_handler(abort) when handler.response_streaming, and so on.",
+    hint="intercept_service runs before the handler for every call type, and what you return "
+    "instead of the handler is driven like the method it replaces. Let PyJWT verify the token; "
+    "ask yourself which of its claims it checks only when they are there.",
+    second_hint="jwt.decode checks the signature, and the expiry only if the token has one: "
+    "look at its `options={'require': [...]}` and `issuer=` parameters. The refusing handler "
+    "must not wait for a request message (a client stream may send none).",
 )
 def token_interceptor(interceptor_class: type) -> str:
     tokens, vault = Tokens(), Vault()
     interceptor = interceptor_class(tokens.key)
+    _not_solved_yet(interceptor)
+    cases = _token_cases(tokens)
     with serve(ADD, vault, name="check95-local", interceptors=[interceptor],
                credentials=grpc.local_server_credentials()) as server:
         with grpc.secure_channel(server.target, grpc.local_channel_credentials()) as channel:
             good = [("authorization", f"Bearer {tokens.issue('alice')}")]
-            for method in ["WhoAmI", "ListSecrets"]:
+            for method in METHODS:
                 _, error = _call(channel, method, good)
                 if error is not None:
                     raise Mismatch(f"{KIND[method]} with a valid token failed with "
                                    f"{describe_rpc_error(error)}")
-            expect_equal(dict(vault.calls), {"WhoAmI": 1, "ListSecrets": 1},
+            reached = {"WhoAmI": 1, "ListSecrets": 1, "PutSecrets": 1}
+            expect_equal(dict(vault.calls), reached,
                          "calls with a valid token that reached the handlers")
-            for what, metadata in _token_cases(tokens):
+            for what, metadata in cases:
                 _expect_code(channel, UNAUTHENTICATED, f"a call with {what}", metadata,
                              advice="the caller did not prove who it is, so UNAUTHENTICATED "
                              "(PERMISSION_DENIED is for a known caller who is not allowed)")
-                expect_equal(dict(vault.calls), {"WhoAmI": 1, "ListSecrets": 1},
+                expect_equal(dict(vault.calls), reached,
                              f"calls that reached the handlers after calls with {what}")
-    return (f"valid tokens got through on both methods; {len(_token_cases(tokens))} kinds of bad "
-            "token got UNAUTHENTICATED on unary and streaming calls before any handler ran")
+    return (f"valid tokens got through on all three methods; {len(cases)} kinds of bad token "
+            "(forged, expired, no exp, no sub, another issuer...) got UNAUTHENTICATED on unary, "
+            "server-streaming and empty client-streaming calls before any handler ran")
+
+
+# --- 9.6 challenge: a token bound to the client certificate --------------------------
+
+@exercise(
+    "9.6",
+    "Challenge: a token that only its owner can use",
+    notebook=LESSON,
+    hint="Two proofs of identity arrive with each call: one the TLS layer verified, one in the "
+    "metadata. Where can your code see both at once? An interceptor sees the metadata; only the "
+    "handler's context sees the certificate.",
+    second_hint="Wrap the handler as lesson 08 does, with the factory of its kind, and compare "
+    "before the method's own code runs (and before it reads a request). Compare the whole "
+    "name, exactly. Everything exercise 9.5 required of the token still holds.",
+)
+def bound_token(interceptor_class: type) -> str:
+    tokens = Tokens()
+    _not_solved_yet(interceptor_class(tokens.key))
+    pki = tls.make_pki(prefix="check96-")
+    now = int(time.time())
+
+    def bearer(subject: str | None = None, token: str | None = None) -> Metadata:
+        return [("authorization", f"Bearer {token or tokens.issue(subject)}")]
+
+    vault = Vault(allowed={"alice"})
+    mtls = grpc.ssl_server_credentials([(pki.server.key_pem, pki.server.cert_pem)],
+                                       root_certificates=pki.ca.cert_pem, require_client_auth=True)
+    no_exp = jwt.encode({"sub": "alice", "iss": tokens.issuer, "iat": now}, tokens.key,
+                        algorithm="HS256")
+    refused = [
+        (pki.alice, bearer("bob"), "alice's certificate with bob's valid token"),
+        (pki.bob, bearer("alice"), "bob's certificate with alice's valid token (stolen)"),
+        (pki.alice, bearer("ali"), "alice's certificate with a valid token for 'ali'"),
+        (pki.alice, bearer("Alice"), "alice's certificate with a valid token for 'Alice'"),
+        (pki.alice, [], "alice's certificate and no token"),
+        (pki.alice, bearer(token=tokens.issue("alice", ttl=-30)),
+         "alice's certificate with her expired token"),
+        (pki.alice, bearer(token=Tokens().issue("alice")),
+         "alice's certificate with a token signed with another key"),
+        (pki.alice, bearer(token=no_exp), "alice's certificate with her token without exp"),
+    ]
+    with serve(ADD, vault, name="check96-mtls", credentials=mtls,
+               interceptors=[interceptor_class(tokens.key)]) as server:
+        target = f"localhost:{server.port}"
+        with _tls_client(target, pki, pki.alice) as channel:
+            for method in METHODS:
+                reply, error = _call(channel, method, bearer("alice"))
+                if error is not None:
+                    raise Mismatch(f"alice, with her certificate and her own valid token, got "
+                                   f"{describe_rpc_error(error)} on {KIND[method]}")
+                if method == "WhoAmI":
+                    expect_equal(reply.name, "alice", "the name the vault saw for alice")
+        expect_equal(sum(vault.calls.values()), 3, "alice's calls that reached the handlers")
+        for client, metadata, what in refused:
+            with _tls_client(target, pki, client) as channel:
+                _expect_code(channel, UNAUTHENTICATED, what, metadata,
+                             advice="a valid token proves who the caller is only if its "
+                             "subject is exactly the certificate's name; otherwise the server "
+                             "does not know who it is: UNAUTHENTICATED")
+            expect_equal(sum(vault.calls.values()), 3,
+                         f"calls that reached the handlers after {what}")
+        with _tls_client(target, pki, pki.bob) as channel:
+            _expect_code(channel, PERMISSION_DENIED, "bob, with his certificate and his own "
+                         "token, on a vault that allows only alice", bearer("bob"),
+                         advice="a caller whose token matches the certificate must reach the "
+                         "vault, which answers PERMISSION_DENIED itself")
+    server_only = grpc.ssl_server_credentials([(pki.server.key_pem, pki.server.cert_pem)])
+    with serve(ADD, Vault(), name="check96-tls", credentials=server_only,
+               interceptors=[interceptor_class(tokens.key)]) as server:
+        with _tls_client(f"localhost:{server.port}", pki) as channel:
+            _expect_code(channel, UNAUTHENTICATED, "alice's valid token with no client "
+                         "certificate (a server that asks for none)", bearer("alice"),
+                         advice="without a certificate there is nothing to bind the token to")
+    return (f"alice got in with her own token on all three methods; {len(refused) + 1} "
+            "mismatched or bad combinations (a stolen token, a borrowed one, 'ali', no "
+            "certificate...) got UNAUTHENTICATED before any handler ran; bob with his own "
+            "token reached the vault's PERMISSION_DENIED")

@@ -87,9 +87,22 @@ class Vault(vault_pb2_grpc.VaultServicer):
 
     def ListSecrets(self, request, context):
         self._enter("ListSecrets", context)
-        for name, value in sorted(self.secrets.items()):
+        with self._lock:
+            stored = sorted(self.secrets.items())
+        for name, value in stored:
             if name.startswith(request.prefix):
                 yield vault_pb2.Secret(name=name, value=value)
+
+    def PutSecrets(self, request_iterator, context):
+        self._enter("PutSecrets", context)
+        stored = 0
+        for secret in request_iterator:
+            if not secret.name:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a secret needs a name")
+            with self._lock:
+                self.secrets[secret.name] = secret.value
+            stored += 1
+        return vault_pb2.PutSecretsReply(stored=stored)
 
 
 class Tokens:
@@ -126,6 +139,14 @@ class BearerToken(grpc.AuthMetadataPlugin):
         callback((("authorization", f"Bearer {self.get_token()}"),), None)
 
 
+KINDS = {  # (request_streaming, response_streaming): (the handler's attribute, its factory)
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
 def refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
             details: str) -> grpc.RpcMethodHandler:
     """A handler of the same call type as `handler` that only aborts with `code`."""
@@ -150,19 +171,27 @@ class TokenAuth(grpc.ServerInterceptor):
     def __init__(self, key: bytes, issuer: str = "grpc-course") -> None:
         self.key, self.issuer = key, issuer
 
-    def problem(self, metadata: Iterable[tuple[str, Any]]) -> str | None:
-        """What is wrong with the call's token, or None if it is valid."""
+    def verify(self, metadata: Iterable[tuple[str, Any]]) -> tuple[dict | None, str | None]:
+        """(the token's claims, None) if the call's token is valid, else (None, what is wrong).
+
+        PyJWT checks `exp` only when the token has one: `require` makes exp and sub compulsory,
+        and `issuer=` makes iss compulsory and equal to ours.
+        """
         header = dict(metadata).get("authorization", "")
         if not header.startswith("Bearer "):
-            return "missing bearer token"
+            return None, "missing bearer token"
         try:
-            jwt.decode(header.removeprefix("Bearer "), self.key, algorithms=["HS256"],
-                       issuer=self.issuer, options={"require": ["exp", "sub"]})
+            claims = jwt.decode(header.removeprefix("Bearer "), self.key, algorithms=["HS256"],
+                                issuer=self.issuer, options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError:
-            return "token expired"
+            return None, "token expired"
         except jwt.InvalidTokenError as error:
-            return f"invalid token ({error})"
-        return None
+            return None, f"invalid token ({error})"
+        return claims, None
+
+    def problem(self, metadata: Iterable[tuple[str, Any]]) -> str | None:
+        """What is wrong with the call's token, or None if it is valid."""
+        return self.verify(metadata)[1]
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -172,6 +201,37 @@ class TokenAuth(grpc.ServerInterceptor):
         if problem:
             return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
         return handler
+
+
+class BoundTokenAuth(TokenAuth):
+    """TokenAuth, and the token's subject must be the caller's client-certificate name.
+
+    A stolen token is then useless without its owner's private key, and a certificate
+    cannot borrow another user's token. The interceptor cannot see the certificate (only
+    the handler's context can), so it wraps the handler and compares there, before the
+    method's own code runs and before any request message is read.
+    """
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        claims, problem = self.verify(handler_call_details.invocation_metadata or ())
+        if problem:
+            return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
+        subject = claims["sub"]
+        attribute, make = KINDS[(handler.request_streaming, handler.response_streaming)]
+        behavior = getattr(handler, attribute)
+
+        def bound(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+            name = certificate_identity(context)
+            if name != subject:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                              f"the token is for {subject!r}, the client certificate for {name!r}")
+            return behavior(request_or_iterator, context)
+
+        return make(bound, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
 
 
 def mtls_server_credentials(pki: tls.Pki) -> grpc.ServerCredentials:
