@@ -261,7 +261,7 @@ def computed_locally(stub, a, b, timeout=1.0) -> str:
 
 def add_with_request_id(stub, a, b, request_id):
     try:
-        reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
+        reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=2,
                                          metadata=[("x-request-id", request_id)])
     except grpc.RpcError as error:
         return None, dict(error.trailing_metadata())
@@ -271,7 +271,7 @@ def add_with_request_id(stub, a, b, request_id):
 def add_with_future(stub, a, b, request_id):
     """Correct too: a future has the trailing metadata as well; a tuple of pairs made a dict."""
     call = stub.Add.future(pb2.AddRequest(a=a, b=b), metadata=(("x-request-id", request_id),),
-                           timeout=5)
+                           timeout=2)
     result = None if call.exception() else call.result().result
     return result, {key: value for key, value in call.trailing_metadata()}
 
@@ -284,6 +284,15 @@ def shared_dict(stub, a, b, request_id):
     _KEPT.clear()
     _KEPT.update(trailing)
     return result, _KEPT
+
+
+def no_deadline(stub, a, b, request_id):
+    try:
+        reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b),
+                                         metadata=[("x-request-id", request_id)])
+    except grpc.RpcError as error:
+        return None, dict(error.trailing_metadata())
+    return reply.result, dict(call.trailing_metadata())
 
 
 def raises_on_failure(stub, a, b, request_id):
@@ -370,6 +379,8 @@ WRONG_ANSWERS = [
                 (echoes_its_argument,), says="not built by hand"),
     WrongAnswer("3.5", "one dict kept across calls", (shared_dict,),
                 says="return a new dict for every call"),
+    WrongAnswer("3.5", "no deadline: waits for ever on a server that never answers", (no_deadline,),
+                says="give every call a deadline"),
     WrongAnswer("3.5", "raises when the call fails", (raises_on_failure,),
                 says="a failed call should return (None, its trailing metadata)"),
     WrongAnswer("3.5", "forgets to send the metadata", (sends_nothing,),

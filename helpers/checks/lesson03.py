@@ -20,10 +20,13 @@ from helpers.checks.core import (
     expect_status,
     compare_with_reference,
     concurrently,
+    expect_gives_up,
     stub_for,
+    stuck_server,
     within,
 )
 from helpers.reference import INT32_MAX, INT32_MIN, Calculator, calculator_pb2 as pb2
+from helpers.reference import calculator_pb2_grpc as pb2_grpc
 from helpers.reference.calculator import in_int32
 
 LESSON = "03_calculator"
@@ -331,6 +334,14 @@ def request_id(add_with_request_id: Callable[..., tuple[int | None, dict]]) -> s
             raise Mismatch(f"{what} raised {describe_rpc_error(error)}; a failed call should "
                            "return (None, its trailing metadata)") from None
         _expect_tagged(servicer, got, what, "req-overflow", None)
+        with stuck_server() as target, grpc.insecure_channel(target) as channel:
+            stuck = pb2_grpc.CalculatorStub(channel)
+            start = time.monotonic()
+            expect_gives_up(lambda: add_with_request_id(stuck, 1, 2, "req-stuck"), 4,
+                            "add_with_request_id")
+            took = time.monotonic() - start
+            expect(took <= 2.5, f"against a server that never answers, add_with_request_id "
+                   f"waited {took:.1f} s; it may wait 2 s at most")
         outcomes = concurrently(lambda i: add_with_request_id(stub, i, 1, f"req-c{i}"), 8,
                                 what="add_with_request_id")
         for i, outcome in enumerate(outcomes):
@@ -339,4 +350,5 @@ def request_id(add_with_request_id: Callable[..., tuple[int | None, dict]]) -> s
             _expect_tagged(servicer, outcome.value, f"add_with_request_id(stub, {i}, 1, "
                            f"'req-c{i}') among 8 concurrent calls", f"req-c{i}", i + 1)
     return ("x-request-id reached the server on every call, and each of 12 calls (8 at once, "
-            "one failing) returned its own trailing metadata with the server's call id")
+            "one failing) returned its own trailing metadata with the server's call id; a server "
+            "that never answers was given up on within 2 s")

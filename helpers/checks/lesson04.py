@@ -230,6 +230,7 @@ class _CountingDirectory(PeopleDirectory):
     def GetPeople(self, request_iterator, context):
         self.calls["GetPeople"] += 1
         self.time_left.append(context.time_remaining())
+        time.sleep(0.05)  # a call without a real deadline (timeout=0) cannot pass by luck
         yield from super().GetPeople(request_iterator, context)
 
 
