@@ -22,7 +22,7 @@ import pytest
 from conftest import fails
 
 from helpers import protos
-from helpers.checks.core import NBGRADER_PLACEHOLDER
+from helpers.checks.core import NBGRADER_PLACEHOLDER, quiet_unsolved_cells
 
 # nbgrader's code stub, as `nbgrader generate_assignment` writes it in place of a solution.
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
@@ -73,6 +73,36 @@ def test_placeholder_pattern_leaves_real_mistakes_alone(message) -> None:
     assert not NBGRADER_PLACEHOLDER.search(message)
 
 
+class FakeShell:
+    """Just what quiet_unsolved_cells uses of IPython's shell; records what a cell shows."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        quiet_unsolved_cells(self)
+
+    def set_custom_exc(self, types: tuple, handler) -> None:
+        self.handler = handler
+
+    def _showtraceback(self, etype, value, lines: list[str]) -> None:
+        self.shown = lines
+
+    def showtraceback(self, exc_tuple, tb_offset=None) -> None:
+        self.shown = ["a full traceback"]
+
+    def fail(self, error: BaseException) -> list[str]:
+        self.handler(self, type(error), error, None)
+        return self.shown
+
+
+def test_a_cell_that_needs_an_unsolved_exercise_says_so_in_one_line() -> None:
+    shell = FakeShell()
+    assert shell.fail(NotImplementedError()) == [
+        "⏭ This cell needs an exercise above, which is not solved yet."]
+    assert shell.fail(NotImplementedError("Exercise 3.2: not solved yet")) == [
+        "⏭ This cell needs Exercise 3.2, which is not solved yet."]
+    assert shell.fail(NotImplementedError("async generators")) == ["a full traceback"]
+
+
 # ---- the whole round trip, as a teacher runs it -------------------------------------------
 
 # lesson prefix -> (exercise made wrong, the solution text replaced, the wrong text)
@@ -110,6 +140,19 @@ def submission(release: Path, source: Path, student: str, exercise: str, old: st
             assert old in cell.source, f"{old!r} is not in exercise {exercise}'s solution"
             cell.source = cell.source.replace(old, new)
     return notebook
+
+
+def cell_errors(notebook: Path) -> list[str]:
+    """Errors outside check cells, and any that is more than the one-line ⏭ of an unsolved cell."""
+    problems = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for error in [out for out in cell.get("outputs", []) if out.output_type == "error"]:
+            tags = cell.metadata.get("tags", [])
+            if "check" in tags:
+                continue
+            if "needs-exercise" not in tags or not error.traceback[0].startswith("⏭"):
+                problems.append(f"{cell.source[:40]!r}: {error.ename} {error.traceback[:1]}")
+    return problems
 
 
 def check_outputs(notebook: Path) -> dict[str, str]:
@@ -169,4 +212,7 @@ def test_nbgrader_generates_and_autogrades_the_course(tmp_path) -> None:
             unsolved = check_outputs(course / "autograded" / "unsolved" / assignment / source.name)
             for grade_id, shown in unsolved.items():
                 assert "not solved yet" in shown, f"{grade_id} on the release said: {shown}"
+            released = course / "autograded" / "unsolved" / assignment / source.name
+            assert cell_errors(released) == []
+            assert cell_errors(course / "autograded" / "solved" / assignment / source.name) == []
     shutil.rmtree(course)

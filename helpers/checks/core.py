@@ -76,6 +76,13 @@ NBGRADER_PLACEHOLDER = re.compile(
     r"|Unexpected <class 'NotImplementedError'>): ?(\)|$)")
 
 
+def raised_nbgrader_placeholder(error: BaseException) -> bool:
+    """True if `error` is nbgrader's placeholder, raised here or by a servicer called here."""
+    if isinstance(error, grpc.RpcError) and callable(getattr(error, "details", None)):
+        return bool(NBGRADER_PLACEHOLDER.search(error.details() or ""))
+    return isinstance(error, NotImplementedError) and not str(error)
+
+
 class Mismatch(Exception):
     """The learner's code ran but gave the wrong answer."""
 
@@ -232,10 +239,11 @@ def quiet_unsolved_cells(shell: Any) -> None:
     def handler(shell: Any, etype: type, value: BaseException, tb: Any,
                 tb_offset: int | None = None) -> None:
         exercise_id = unsolved_exercise(value)
-        if exercise_id is None:
+        if exercise_id is None and not raised_nbgrader_placeholder(value):
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         else:
-            line = f"⏭ This cell needs Exercise {exercise_id}, which is not solved yet."
+            needs = f"Exercise {exercise_id}" if exercise_id else "an exercise above"
+            line = f"⏭ This cell needs {needs}, which is not solved yet."
             shell._showtraceback(etype, value, [line])
 
     shell.set_custom_exc((NotImplementedError, grpc.RpcError), handler)
