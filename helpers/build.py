@@ -4,6 +4,7 @@
     python -m helpers.build --check    # fail if lessons/ is not what would be written
     python -m helpers.build --execute  # re-run solutions/ in place (refresh outputs) first
     python -m helpers.build --execute 03  # ... only the solutions whose name starts with 03
+    python -m helpers.build --nbgrader DIR [03 04]  # export an nbgrader course (helpers.nbgrader_course)
 
 For each solution notebook:
 - code between `### BEGIN SOLUTION` and `### END SOLUTION` becomes
@@ -144,10 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     parser.add_argument("--execute", action="store_true", help="re-run solutions/ first")
-    parser.add_argument("names", nargs="*", help="with --execute: only these notebooks (prefixes)")
+    parser.add_argument("--nbgrader", metavar="DIR", type=Path,
+                        help="only export an nbgrader course into DIR (see teacher/README.md)")
+    parser.add_argument("names", nargs="*",
+                        help="with --execute or --nbgrader: only these notebooks (prefixes)")
     args = parser.parse_args(argv)
     if args.execute:
         execute_solutions(args.names)
+    if args.nbgrader:
+        from helpers.nbgrader_course import export
+
+        written = export(args.nbgrader, args.names)
+        print(f"wrote {len(written)} notebooks to {args.nbgrader / 'source'}")
+        return 0
     expected = expected_lessons()
     present = set(LESSONS.glob("*.ipynb"))
     stale = sorted(present - set(expected))

@@ -107,3 +107,63 @@ def test_check_mode_fails_when_lessons_differ(tmp_path, monkeypatch, capsys) -> 
     assert build.main([]) == 0
     assert not (lessons / "99_orphan.ipynb").exists()  # a lesson without a solution goes
     assert "is not what `make lessons` writes" in capsys.readouterr().err
+
+
+def test_nbgrader_export_marks_solution_check_and_read_only_cells() -> None:
+    from helpers.nbgrader_course import grader_notebook
+
+    source = grader_notebook(fixture_notebook(), default_points=1, points={"9.1": 3})
+    meta = [cell.metadata.get("nbgrader") for cell in source.cells]
+    common = {"schema_version": 3, "task": False}
+    assert meta[0] == {**common, "grade": False, "grade_id": "cell-0", "locked": True,
+                       "solution": False}
+    assert meta[1] == {**common, "grade": False, "grade_id": "exercise-9_1", "locked": False,
+                       "solution": True}
+    assert meta[2] == {**common, "grade": True, "grade_id": "check-9_1", "locked": True,
+                       "points": 3, "solution": False}
+    assert meta[3] == {**common, "grade": False, "grade_id": "cell-3", "locked": True,
+                       "solution": False}  # needs-exercise: read-only, worth nothing
+    assert meta[4]["solution"] and meta[4]["grade_id"] == "exercise-9_1-2"
+    assert len(source.cells) == 5  # the solution-only cell is gone
+    assert source.cells[1].source == SOLVED_CODE  # nbgrader replaces the region itself
+    assert "../solutions/" not in source.cells[0].source  # students of a graded course lack it
+    assert [cell.metadata.get("tags", []) for cell in source.cells][2:4] == [
+        ["check", "raises-exception"], ["needs-exercise", "raises-exception"]]
+    assert all(cell.get("outputs", []) == [] for cell in source.cells)
+
+
+def test_nbgrader_export_passes_nbgraders_own_validation() -> None:
+    pytest.importorskip("nbgrader")
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    from helpers.nbgrader_course import grader_notebook
+
+    MetadataValidator().validate_nb(grader_notebook(fixture_notebook()))
+
+
+def test_lessons_carry_no_nbgrader_metadata() -> None:
+    lesson = build.build_notebook(fixture_notebook(), "09_demo.ipynb")
+    assert not any("nbgrader" in cell.metadata for cell in lesson.cells)
+
+
+def test_nbgrader_export_writes_a_course_and_leaves_lessons_alone(tmp_path, monkeypatch) -> None:
+    from helpers import nbgrader_course
+
+    solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    solutions.mkdir()
+    (solutions / "09_demo.ipynb").write_text(build.render(fixture_notebook()))
+    (solutions / "10_other.ipynb").write_text(build.render(fixture_notebook()))
+    monkeypatch.setattr(build, "SOLUTIONS", solutions)
+    monkeypatch.setattr(build, "LESSONS", lessons)
+    config = tmp_path / "nbgrader_config.py"
+    config.write_text('c = get_config()\nDEFAULT_POINTS = 2\nPOINTS = {"9.1": 5}\n')
+    monkeypatch.setattr(nbgrader_course, "CONFIG", config)
+
+    assert build.main(["--nbgrader", str(tmp_path / "course"), "09"]) == 0
+    course = tmp_path / "course"
+    assert sorted(str(path.relative_to(course)) for path in course.rglob("*.*")) == [
+        "nbgrader_config.py", "source/ps09/09_demo.ipynb"]
+    assert (course / "nbgrader_config.py").read_text() == config.read_text()
+    exported = nbformat.read(course / "source/ps09/09_demo.ipynb", as_version=4)
+    assert exported.cells[2].metadata.nbgrader.points == 5
+    assert not lessons.exists()
