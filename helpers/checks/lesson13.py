@@ -347,8 +347,8 @@ def fixtures(calculator_server: Any, calculator: Any) -> str:
     expect(open_channels == 0,
            f"{open_channels} of {len(channels)} channels were still open after the tests: close "
            "each one after its test (a `with` block around the yield)")
-    return ("3 tests got 1 server on 127.0.0.1:0 and a channel each; after them, a failing one "
-            "included, the server was stopped and every channel closed")
+    return ("3 tests got 1 loopback server on a free port and a channel each; after them, a "
+            "failing one included, the server was stopped and every channel closed")
 
 
 # ---- 13.3: client code against a fake that fails on demand -------------------------------------
@@ -517,8 +517,9 @@ def slower_sleeps(factor: float = 4) -> Iterator[None]:
     "stuck for exactly as long as the test wants. What can the fake record that proves the "
     "client sent the deadline it was given?",
     second_hint="Record context.time_remaining() and set an Event from context.add_callback; "
-    "call client(stub, 2, 3, 0.05): assert None, a recorded deadline at most 0.05 s, and that "
-    "the callback fired. Add a prompt case (a result) and an error case (it raises).",
+    "call client(stub, 2, 3, 0.05): assert None, a recorded deadline of about 0.05 s (gRPC may "
+    "round it up a little), and that the callback fired. Add a prompt case with a deadline of "
+    "seconds (a result) and an error case (it raises).",
 )
 def deadline_tests(test_add_or_none: Callable[[Any], None]) -> str:
     correct = [("a blocking call", add_or_none), ("a future", _future_or_none)]
