@@ -447,11 +447,19 @@ def sleepy_prompt_case(client):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
 
 
+class VeryStuckCalculator(StuckCalculator):
+    def Add(self, request, context):
+        self.deadlines.append(context.time_remaining())
+        context.add_callback(self.ended.set)
+        self.ended.wait(5)
+        return pb2.AddReply(result=request.a + request.b)
+
+
 def slow_deadline(client):
-    """A stuck server and a 2 s deadline: right, and slow."""
-    stuck = StuckCalculator()
-    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 1.6)) is None
-    assert 1.5 < stuck.deadlines[0] <= 1.7
+    """A stuck server and a deadline of seconds: right, and slow."""
+    stuck = VeryStuckCalculator()
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 2.8)) is None
+    assert 2.7 < stuck.deadlines[0] <= 2.9
     assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 5.0)) == 5
     with pytest.raises(grpc.RpcError):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
