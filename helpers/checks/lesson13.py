@@ -277,6 +277,7 @@ def run_pytest_with(fixtures: dict[str, Any], tests: str) -> _Outcomes:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             pytest.main([str(path), "-q", "-p", "no:cacheprovider", "--capture=sys",
                          "-p", "no:unraisableexception",  # its gc.collect() calls are slow
+                         "-o", "asyncio_default_fixture_loop_scope=function",
                          "-W", "ignore::pytest.PytestAssertRewriteWarning",
                          "--rootdir", folder, "-c", os.devnull, "--timeout=30",
                          "--import-mode=importlib"],
