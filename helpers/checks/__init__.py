@@ -17,6 +17,7 @@ from helpers.checks import (  # noqa: E402, F401
     lesson10,
     lesson11,
     lesson12,
+    lesson13,
 )
 
 __all__ = ["EXERCISES", "CheckFailed", "check"]
