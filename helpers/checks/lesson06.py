@@ -24,6 +24,7 @@ from helpers.checks.core import (
 )
 from helpers.reference.routeguide import (
     AREA, RouteGuide as ReferenceGuide, distance_m, make_features, routeguide_pb2 as pb2,
+    routeguide_pb2_grpc,
 )
 
 LESSON = "06_streaming"
@@ -499,7 +500,7 @@ FAIL_WORD = "fail"  # a note with this message makes the check's server end the 
 REPLY_PAUSE = 0.1  # seconds the check's server takes to answer each note
 
 
-class _Listener:
+class _Listener(routeguide_pb2_grpc.RouteGuideServicer):
     """RouteChat for 6.6: answers each note (after REPLY_PAUSE) with 'heard <message>'; once the
     client half-closes, says 'bye after N notes' and ends with OK, or, if a note said 'fail',
     ends the call with FAILED_PRECONDITION."""
@@ -546,27 +547,28 @@ def _turns_taken(call: Any) -> str | None:
 
 
 def _talk(converse: Callable[..., Any], messages: tuple[str, ...], timeout: float
-          ) -> tuple[Any, BaseException | None, Any, float]:
-    """Run `converse` through a tap in front of a _Listener: (returned, raised, call, seconds)."""
+          ) -> tuple[Any, BaseException | None, Any]:
+    """Run `converse` through a tap in front of a _Listener: (returned, raised, the call)."""
     from helpers.servers import serve
     from helpers.wiretap import wiretap
-    from helpers.reference.routeguide import routeguide_pb2_grpc
 
-    servicer = type("Listener", (_Listener, routeguide_pb2_grpc.RouteGuideServicer), {})()
-    with serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, servicer,
+    with serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, _Listener(),
                name="check-6.6") as server, wiretap(server.target) as tap:
-        start = time.monotonic()
         returned = raised = None
         try:
-            returned = within(timeout + 3, lambda: converse(tap.target, _notes(*messages), timeout),
-                              "converse is still running long after its deadline: give the call "
-                              "a deadline (timeout=)")
+            returned = within(timeout + 3,
+                              lambda: converse(tap.target, _notes(*messages), timeout),
+                              "converse is still running long after its deadline: give the "
+                              "call a deadline (timeout=)")
         except (Mismatch, NotImplementedError):
             raise
-        except Exception as error:  # judged below
+        except Exception as error:  # judged by the caller
             raised = error
-        seconds = time.monotonic() - start
-        return returned, raised, _chat_call(tap), seconds
+        return returned, raised, _chat_call(tap)
+
+
+def _raised(error: BaseException) -> str:
+    return describe_rpc_error(error) if isinstance(error, grpc.RpcError) else repr(error)
 
 
 def _texts(replies: Any) -> Any:
@@ -593,11 +595,12 @@ def conversation(converse: Callable[..., Any]) -> str:
 
     messages = ("hello", "how are you", "goodbye")
     expected = [f"heard {m}" for m in messages] + [f"bye after {len(messages)} notes"]
-    returned, raised, call, _ = _talk(converse, messages, TIMEOUT)
+    returned, raised, call = _talk(converse, messages, TIMEOUT)
     what = f"converse(target, {len(messages)} notes, timeout={TIMEOUT})"
     deadline_hit = (isinstance(raised, grpc.RpcError)
                     and raised.code() == grpc.StatusCode.DEADLINE_EXCEEDED)
-    expect(call.half_closed or not (deadline_hit or not call.reset),
+    never_closed = not call.half_closed and (deadline_hit or not call.reset)
+    expect(not never_closed,
            f"{what}: the server never saw END_STREAM from your side, so it kept waiting for "
            "more notes" + (" until the deadline" if deadline_hit else "")
            + ": after the last note, let the request iterator end (half-close)")
@@ -607,7 +610,7 @@ def conversation(converse: Callable[..., Any]) -> str:
                        "call: it was cancelled, not ended. Read the call to its end instead of "
                        "cancelling it (or closing its channel before the end)")
     if raised is not None:
-        raise Mismatch(f"{what} raised {describe_rpc_error(raised) if isinstance(raised, grpc.RpcError) else repr(raised)}")
+        raise Mismatch(f"{what} raised {_raised(raised)}")
     texts = _texts(returned)
     expect(isinstance(texts, list) and all(isinstance(t, str) for t in texts),
            f"{what} returned {returned!r}: return a list of the RouteNote replies")
@@ -621,21 +624,21 @@ def conversation(converse: Callable[..., Any]) -> str:
     expect_equal(texts, expected, f"{what}, the replies,")
     expect(call.status == grpc.StatusCode.OK, f"{what}: the call ended with {call.end}")
 
-    returned, raised, call, _ = _talk(converse, (), TIMEOUT)
+    returned, raised, call = _talk(converse, (), TIMEOUT)
     expect(raised is None and _texts(returned) == ["bye after 0 notes"],
            "converse(target, [], ...) with no notes must half-close at once and return the "
            "server's one reply ['bye after 0 notes']; it "
            + (f"returned {_texts(returned)!r}" if raised is None else
-              f"raised {describe_rpc_error(raised) if isinstance(raised, grpc.RpcError) else repr(raised)}"))
+              f"raised {_raised(raised)}"))
 
-    returned, raised, call, _ = _talk(converse, ("hello", FAIL_WORD, "more"), TIMEOUT)
+    returned, raised, call = _talk(converse, ("hello", FAIL_WORD, "more"), TIMEOUT)
     expect(raised is not None,
            f"the server ended a conversation with FAILED_PRECONDITION, but converse returned "
            f"{_texts(returned)!r}: let the server's error reach the caller")
     expect(isinstance(raised, grpc.RpcError)
            and raised.code() == grpc.StatusCode.FAILED_PRECONDITION,
            "the server ended a conversation with FAILED_PRECONDITION; converse raised "
-           + (describe_rpc_error(raised) if isinstance(raised, grpc.RpcError) else repr(raised))
+           + _raised(raised)
            + ": read to the end, and let the server's own status through")
 
     with stuck_server() as stuck:
@@ -654,7 +657,7 @@ def conversation(converse: Callable[..., Any]) -> str:
            and stuck_raised.code() == grpc.StatusCode.DEADLINE_EXCEEDED,
            "against a server that never answers, converse(target, notes, timeout=1.0) "
            + ("returned" if stuck_raised is None else
-              f"raised {describe_rpc_error(stuck_raised) if isinstance(stuck_raised, grpc.RpcError) else repr(stuck_raised)}")
+              f"raised {_raised(stuck_raised)}")
            + ": it should raise DEADLINE_EXCEEDED once the timeout it was given has passed")
     expect(waited <= 2.0, f"converse(..., timeout=1.0) waited {waited:.1f} s on a server that "
                           "never answers: use the timeout you are given")
