@@ -1,4 +1,4 @@
-"""Lesson 03, calculator: the checks of exercises 3.1-3.5 pass right answers, reject wrong ones."""
+"""Lesson 03, calculator: the checks of exercises 3.1-3.6 pass right answers, reject wrong ones."""
 
 from __future__ import annotations
 
@@ -419,3 +419,100 @@ def test_the_reference_calculator_refuses_overflow_with_invalid_argument() -> No
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "does not fit in int32" in caught.value.details()
 
+
+
+# ---- 3.6 ---------------------------------------------------------------------------------
+
+def add_traced(target: str, a: int, b: int, request_id: str) -> int:
+    with grpc.insecure_channel(target) as channel:
+        stub = pb2_grpc.CalculatorStub(channel)
+        return stub.Add(pb2.AddRequest(a=a, b=b), timeout=2,
+                        metadata=[("x-request-id", request_id)]).result
+
+
+def add_traced_with_call(target: str, a: int, b: int, request_id: str) -> int:
+    """Correct too: with_call, a shorter deadline, a second metadata entry."""
+    with grpc.insecure_channel(target) as channel:
+        reply, _ = pb2_grpc.CalculatorStub(channel).Add.with_call(
+            pb2.AddRequest(a=a, b=b), timeout=1.5,
+            metadata=(("x-request-id", request_id), ("x-client", "course")))
+        return reply.result
+
+
+def add_traced_future(target: str, a: int, b: int, request_id: str) -> int:
+    """Correct too: a future, its deadline set on the call."""
+    channel = grpc.insecure_channel(target)
+    try:
+        future = pb2_grpc.CalculatorStub(channel).Add.future(
+            pb2.AddRequest(a=a, b=b), timeout=2, metadata=[("x-request-id", request_id)])
+        return future.result().result
+    finally:
+        channel.close()
+
+
+def traced_without_deadline(target, a, b, request_id):
+    with grpc.insecure_channel(target) as channel:
+        return pb2_grpc.CalculatorStub(channel).Add(
+            pb2.AddRequest(a=a, b=b), metadata=[("x-request-id", request_id)]).result
+
+
+def traced_long_deadline(target, a, b, request_id):
+    with grpc.insecure_channel(target) as channel:
+        return pb2_grpc.CalculatorStub(channel).Add(
+            pb2.AddRequest(a=a, b=b), timeout=10, metadata=[("x-request-id", request_id)]).result
+
+
+def traced_wrong_key(target, a, b, request_id):
+    with grpc.insecure_channel(target) as channel:
+        return pb2_grpc.CalculatorStub(channel).Add(
+            pb2.AddRequest(a=a, b=b), timeout=2, metadata=[("request-id", request_id)]).result
+
+
+def traced_hard_coded_id(target, a, b, request_id):
+    with grpc.insecure_channel(target) as channel:
+        return pb2_grpc.CalculatorStub(channel).Add(
+            pb2.AddRequest(a=a, b=b), timeout=2, metadata=[("x-request-id", "req-1")]).result
+
+
+def traced_locally(target, a, b, request_id):
+    return a + b
+
+
+def traced_deadline_in_metadata(target, a, b, request_id):
+    """A 'timeout' header of one's own is not a deadline: nothing enforces it."""
+    with grpc.insecure_channel(target) as channel:
+        return pb2_grpc.CalculatorStub(channel).Add(
+            pb2.AddRequest(a=a, b=b),
+            metadata=[("x-request-id", request_id), ("timeout", "2")]).result
+
+
+def traced_swallows_errors(target, a, b, request_id):
+    with grpc.insecure_channel(target) as channel:
+        try:
+            return pb2_grpc.CalculatorStub(channel).Add(
+                pb2.AddRequest(a=a, b=b), timeout=2,
+                metadata=[("x-request-id", request_id)]).result
+        except grpc.RpcError:
+            return None
+
+
+WRONG_ANSWERS += [  # collected with the list above: pytest reads it after the import
+    WrongAnswer("3.6", "no deadline", (traced_without_deadline,), says="have no grpc-timeout"),
+    WrongAnswer("3.6", "a deadline longer than asked", (traced_long_deadline,),
+                says="at most 2 s was asked"),
+    WrongAnswer("3.6", "the metadata under another key", (traced_wrong_key,),
+                says="have no x-request-id"),
+    WrongAnswer("3.6", "a hard-coded request id", (traced_hard_coded_id,),
+                says="send the id you are given"),
+    WrongAnswer("3.6", "computes the sum locally", (traced_locally,), says="the tap saw no Add call"),
+    WrongAnswer("3.6", "a deadline of its own in the metadata", (traced_deadline_in_metadata,),
+                says="have no grpc-timeout"),
+    WrongAnswer("3.6", "swallows the error", (traced_swallows_errors,),
+                says="let the call's grpc.RpcError (DEADLINE_EXCEEDED) reach the caller"),
+]
+
+
+@pytest.mark.parametrize("answer", [add_traced, add_traced_with_call, add_traced_future],
+                         ids=lambda answer: answer.__name__)
+def test_correct_3_6_answers_pass(answer, capsys) -> None:
+    passes(capsys, "3.6", answer)

@@ -678,3 +678,138 @@ def test_a_chat_that_batches_its_replies_fails_quickly(capsys) -> None:
 
 def test_the_feed_check_wants_the_class(capsys) -> None:
     assert "pass the class" in fails(capsys, "6.5", LiveFeed(make_features(count=3)))
+
+
+# --- 6.6, the challenge: a conversation that ends cleanly ---------------------------------
+
+import queue  # noqa: E402
+
+
+def converse(target: str, notes: list, timeout: float) -> list:
+    """Take turns: a note, its reply, the next note; then half-close and read to the end."""
+    outbox: queue.Queue = queue.Queue()
+    with grpc.insecure_channel(target) as channel:
+        call = routeguide_pb2_grpc.RouteGuideStub(channel).RouteChat(iter(outbox.get, None),
+                                                                     timeout=timeout)
+        replies = []
+        try:
+            for note in notes:
+                outbox.put(note)
+                replies.append(next(call))
+        finally:
+            outbox.put(None)  # half-close, whatever happened
+        replies += list(call)
+        return replies
+
+
+def converse_with_events(target: str, notes: list, timeout: float) -> list:
+    """Correct too: the request generator waits for an Event the reading loop sets."""
+    answered = threading.Event()
+
+    def requests():
+        for note in notes:
+            answered.clear()
+            yield note
+            if not answered.wait(timeout):
+                return
+
+    with grpc.insecure_channel(target) as channel:
+        replies = []
+        for reply in routeguide_pb2_grpc.RouteGuideStub(channel).RouteChat(requests(),
+                                                                          timeout=timeout):
+            replies.append(reply)
+            answered.set()
+        return replies
+
+
+def converse_then_cancel(target, notes, timeout):
+    outbox = queue.Queue()
+    with grpc.insecure_channel(target) as channel:
+        call = routeguide_pb2_grpc.RouteGuideStub(channel).RouteChat(iter(outbox.get, None),
+                                                                     timeout=timeout)
+        replies = []
+        for note in notes:
+            outbox.put(note)
+            replies.append(next(call))
+        call.cancel()  # "done": the way many examples end a stream
+        outbox.put(None)
+        return replies
+
+
+def converse_all_at_once(target, notes, timeout):
+    with grpc.insecure_channel(target) as channel:
+        return list(routeguide_pb2_grpc.RouteGuideStub(channel).RouteChat(iter(notes),
+                                                                          timeout=timeout))
+
+
+def converse_never_half_closes(target, notes, timeout):
+    outbox = queue.Queue()
+    with grpc.insecure_channel(target) as channel:
+        call = routeguide_pb2_grpc.RouteGuideStub(channel).RouteChat(iter(outbox.get, None),
+                                                                     timeout=timeout)
+        replies = []
+        for note in notes:
+            outbox.put(note)
+            replies.append(next(call))
+        return replies + list(call)  # reads on, but never said it was done
+
+
+def converse_stops_reading(target, notes, timeout):
+    outbox = queue.Queue()
+    with grpc.insecure_channel(target) as channel:
+        call = routeguide_pb2_grpc.RouteGuideStub(channel).RouteChat(iter(outbox.get, None),
+                                                                     timeout=timeout)
+        replies = []
+        for note in notes:
+            outbox.put(note)
+            replies.append(next(call))
+        outbox.put(None)
+        return replies  # one reply per note, and then the channel closes
+
+
+def converse_swallows_errors(target, notes, timeout):
+    try:
+        return converse(target, notes, timeout)
+    except grpc.RpcError:
+        return []
+
+
+def converse_without_deadline(target, notes, timeout):
+    outbox = queue.Queue()
+    with grpc.insecure_channel(target) as channel:
+        call = routeguide_pb2_grpc.RouteGuideStub(channel).RouteChat(iter(outbox.get, None))
+        replies = []
+        try:
+            for note in notes:
+                outbox.put(note)
+                replies.append(next(call))
+        finally:
+            outbox.put(None)
+        return replies + list(call)
+
+
+def converse_fixed_deadline(target, notes, timeout):
+    return converse(target, notes, 10)
+
+
+WRONG_ANSWERS += [  # collected with the list above: pytest reads it after the import
+    WrongAnswer("6.6", "cancels once it has its replies", (converse_then_cancel,),
+                "RST_STREAM CANCEL from the client"),
+    WrongAnswer("6.6", "sends every note at once", (converse_all_at_once,),
+                "went out before the reply to the note before it"),
+    WrongAnswer("6.6", "never half-closes", (converse_never_half_closes,),
+                "never saw END_STREAM from your side"),
+    WrongAnswer("6.6", "stops reading after one reply per note", (converse_stops_reading,),
+                "RST_STREAM CANCEL"),
+    WrongAnswer("6.6", "swallows the server's error", (converse_swallows_errors,),
+                "let the server's error reach the caller"),
+    WrongAnswer("6.6", "no deadline", (converse_without_deadline,), "give the call a deadline"),
+    WrongAnswer("6.6", "a fixed deadline, not the timeout given", (converse_fixed_deadline,),
+                "the timeout you are given"),
+]
+
+
+@pytest.mark.parametrize("answer", [converse, converse_with_events],
+                         ids=lambda answer: answer.__name__)
+def test_right_6_6_answers_pass(answer, capsys) -> None:
+    passes(capsys, "6.6", answer)

@@ -389,9 +389,8 @@ def _captured_calls(timeouts: list[float | None]) -> list[Call]:
     notebook=LESSON,
     hint="Print call.request_headers for a few calls of the capture above: which header is "
     "missing when there is no timeout? What do its last letter and the digits before it mean?",
-    second_hint="value = call.request_headers.get('grpc-timeout'); None when it is absent; "
-    "otherwise int(value[:-1]) times the seconds of the unit value[-1], from a dict with the "
-    "six units H, M, S, m, u, n (upper and lower case differ).",
+    second_hint="A call without a deadline has no such header at all. The value splits into a "
+    "number and a one-letter unit, and upper and lower case are different units (M and m).",
 )
 def deadline_reader(deadline_of: Callable[[Call], Any]) -> str:
     boundaries = [f"{number}{unit}" for unit in "SmMHun" for number in (1, 99999999)]

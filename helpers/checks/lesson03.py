@@ -352,3 +352,88 @@ def request_id(add_with_request_id: Callable[..., tuple[int | None, dict]]) -> s
     return ("x-request-id reached the server on every call, and each of 12 calls (8 at once, "
             "one failing) returned its own trailing metadata with the server's call id; a server "
             "that never answers was given up on within 2 s")
+
+
+# ---- 3.6: a deadline and metadata that travel, proven from the wire --------------------------
+
+MAX_DEADLINE = 2.0  # seconds: the longest deadline 3.6 allows
+_SECONDS_PER_UNIT = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def _sent_deadline(headers: dict[str, str]) -> float | None:
+    """The deadline a call's HEADERS carried (grpc-timeout), in seconds; None without one."""
+    value = headers.get("grpc-timeout")
+    return None if value is None else int(value[:-1]) * _SECONDS_PER_UNIT[value[-1]]
+
+
+def _one_call_seen(tap: Any, before: int, what: str) -> Any:
+    """The one call `what` made through `tap` (the calls before it were `before`)."""
+    tap.wait_idle(timeout=2)
+    calls = [call for call in tap.calls()[before:] if call.path.endswith("/Add")]
+    expect(bool(calls), f"{what}: the tap saw no Add call. Call the server at the target you "
+                        "are given (the check puts its tap there); do not compute the sum "
+                        "yourself or use a channel made for another server")
+    expect(len(calls) == 1, f"{what}: the tap saw {len(calls)} Add calls; make one")
+    return calls[0]
+
+
+@exercise(
+    "3.6",
+    "A deadline and a request id that travel",
+    notebook=LESSON,
+    hint="Everything the server learns besides the request travels in the request's HEADERS. "
+    "Which arguments of a stub call end up there? Run your function through a tap and look.",
+    second_hint="`tap.show(stream=1, frames=True, types=['HEADERS'])` lists the headers your "
+    "call sent: look for grpc-timeout and for your own key. If one is missing, the stub call "
+    "never received it.",
+)
+def travelling(add_traced: Callable[[str, int, int, str], Any]) -> str:
+    from helpers.checks.core import expect_gives_up, stuck_server
+    from helpers.reference import calculator_pb2_grpc
+    from helpers.servers import serve
+    from helpers.wiretap import wiretap
+
+    seen = []
+    with serve(calculator_pb2_grpc.add_CalculatorServicer_to_server, Calculator(),
+               name="check-3.6") as server, wiretap(server.target) as tap:
+        for a, b in [(2, 3), (-7, 40), (INT32_MAX - 1, 1)]:
+            request_id = f"req-{secrets.token_hex(4)}"
+            what = f"add_traced(target, {a}, {b}, {request_id!r})"
+            before = len(tap.calls())
+            try:
+                got = add_traced(tap.target, a, b, request_id)
+            except grpc.RpcError as error:
+                raise Mismatch(f"{what} raised {describe_rpc_error(error)}") from None
+            call = _one_call_seen(tap, before, what)
+            headers = call.request_headers
+            expect("x-request-id" in headers,
+                   f"{what}: the call's HEADERS have no x-request-id (they have "
+                   f"{sorted(k for k in headers if not k.startswith(':'))}); send it as "
+                   "metadata, under that exact key")
+            expect(headers["x-request-id"] == request_id,
+                   f"{what}: the server received x-request-id {headers['x-request-id']!r}, "
+                   f"expected {request_id!r}: send the id you are given")
+            deadline = _sent_deadline(headers)
+            expect(deadline is not None,
+                   f"{what}: the call's HEADERS have no grpc-timeout: the call had no deadline, "
+                   "so the server never learned one. Give the call a deadline (timeout=)")
+            expect(0 < deadline <= MAX_DEADLINE + 0.02,
+                   f"{what}: grpc-timeout {headers['grpc-timeout']} is a deadline of "
+                   f"{deadline:g} s; at most {MAX_DEADLINE:g} s was asked")
+            expect_equal(got, a + b, f"{what}, the result,")
+            seen.append(headers["grpc-timeout"])
+    with stuck_server() as stuck, wiretap(stuck) as stuck_tap:
+        start = time.monotonic()
+        raised = expect_gives_up(lambda: add_traced(stuck_tap.target, 1, 2, "req-stuck"),
+                                 MAX_DEADLINE + 1.5, "add_traced")
+        waited = time.monotonic() - start
+    expect(isinstance(raised, grpc.RpcError),
+           "against a server that never answers, add_traced "
+           + ("returned" if raised is None else f"raised {type(raised).__name__}")
+           + ": let the call's grpc.RpcError (DEADLINE_EXCEEDED) reach the caller")
+    expect(waited <= MAX_DEADLINE + 0.5,
+           f"add_traced waited {waited:.1f} s on a server that never answers; at most "
+           f"{MAX_DEADLINE:g} s was asked")
+    return (f"the tap saw each of {len(seen)} calls carry its own x-request-id and a grpc-timeout "
+            f"of at most {MAX_DEADLINE:g} s; a server that never answers was given up after "
+            f"{waited:.1f} s with {raised.code().name}")

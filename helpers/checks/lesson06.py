@@ -12,7 +12,7 @@ import threading
 import time
 import tracemalloc
 from collections import abc
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 from hypothesis import strategies as st
@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from helpers import protos
 from helpers.checks.core import (
     Mismatch, compare_with_reference, describe_rpc_error, exercise, expect, expect_equal,
-    expect_error_status, stub_for,
+    expect_error_status, stub_for, within,
 )
 from helpers.reference.routeguide import (
     AREA, RouteGuide as ReferenceGuide, distance_m, make_features, routeguide_pb2 as pb2,
+    routeguide_pb2_grpc,
 )
 
 LESSON = "06_streaming"
@@ -491,3 +492,176 @@ def _expect_only_inside(servicer: Any, features: list) -> None:
         got = sorted(f.name for f in stub.ListFeatures(rectangle, timeout=TIMEOUT))
     expect(got == expected, f"a feed over a small rectangle streamed {got}, expected "
            f"{expected}: yield only the features inside the rectangle")
+
+
+# ---- 6.6 (the challenge): a conversation that ends cleanly ----------------------------------
+
+FAIL_WORD = "fail"  # a note with this message makes the check's server end the call with an error
+REPLY_PAUSE = 0.1  # seconds the check's server takes to answer each note
+
+
+class _Listener(routeguide_pb2_grpc.RouteGuideServicer):
+    """RouteChat for 6.6: answers each note (after REPLY_PAUSE) with 'heard <message>'; once the
+    client half-closes, says 'bye after N notes' and ends with OK, or, if a note said 'fail',
+    ends the call with FAILED_PRECONDITION."""
+
+    def RouteChat(self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+                  ) -> Iterator[Any]:
+        count, failing = 0, False
+        for note in request_iterator:
+            count += 1
+            failing |= note.message == FAIL_WORD
+            time.sleep(REPLY_PAUSE)
+            yield pb2.RouteNote(location=note.location, message=f"heard {note.message}")
+        if failing:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"a note said {FAIL_WORD!r}")
+        yield pb2.RouteNote(message=f"bye after {count} notes")
+
+
+def _notes(*messages: str) -> list:
+    return [pb2.RouteNote(location=_point(400_000_000 + i, -740_000_000), message=message)
+            for i, message in enumerate(messages)]
+
+
+def _chat_call(tap: Any) -> Any:
+    """The RouteChat call in `tap`'s capture, once its last frames have arrived."""
+    tap.wait_idle(timeout=3, quiet=0.2)
+    calls = [call for call in tap.calls() if call.path.endswith("/RouteChat")]
+    expect(len(calls) == 1, f"the tap saw {len(calls)} RouteChat calls; make one call to the "
+                            "target you are given")
+    return calls[0]
+
+
+def _turns_taken(call: Any) -> str | None:
+    """The first note that left before the reply to the note before it; None if none did."""
+    notes = replies = 0
+    for frame in call.frames:  # in the order the tap passed them on: cause before effect
+        for message in frame.messages:
+            if not frame.direction.startswith("client"):
+                replies += 1
+                continue
+            if notes > replies:
+                return message.decoded.message if message.decoded is not None else "?"
+            notes += 1
+    return None
+
+
+def _talk(converse: Callable[..., Any], messages: tuple[str, ...], timeout: float
+          ) -> tuple[Any, BaseException | None, Any]:
+    """Run `converse` through a tap in front of a _Listener: (returned, raised, the call)."""
+    from helpers.servers import serve
+    from helpers.wiretap import wiretap
+
+    with serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, _Listener(),
+               name="check-6.6") as server, wiretap(server.target) as tap:
+        returned = raised = None
+        try:
+            returned = within(timeout + 3,
+                              lambda: converse(tap.target, _notes(*messages), timeout),
+                              "converse is still running long after its deadline: give the "
+                              "call a deadline (timeout=)")
+        except (Mismatch, NotImplementedError):
+            raise
+        except Exception as error:  # judged by the caller
+            raised = error
+        return returned, raised, _chat_call(tap)
+
+
+def _raised(error: BaseException) -> str:
+    return describe_rpc_error(error) if isinstance(error, grpc.RpcError) else repr(error)
+
+
+def _texts(replies: Any) -> Any:
+    try:
+        return [reply.message for reply in replies]
+    except (TypeError, AttributeError):
+        return replies
+
+
+@exercise(
+    "6.6",
+    "A conversation that ends cleanly",
+    notebook=LESSON,
+    hint="Three things decide how a stream ends: who sends the last message, who says 'nothing "
+    "more from me', and who reads until the server has said everything. Run your function "
+    "through a tap and read the last frames of its stream.",
+    second_hint="A request iterator that has handed out its last note and returns is the "
+    "client's END_STREAM. For turn-taking, the iterator must not hand out the next note before "
+    "the reply to the previous one was read; and a call you stop reading before its status is "
+    "cancelled when its channel closes.",
+)
+def conversation(converse: Callable[..., Any]) -> str:
+    from helpers.checks.core import stuck_server
+
+    messages = ("hello", "how are you", "goodbye")
+    expected = [f"heard {m}" for m in messages] + [f"bye after {len(messages)} notes"]
+    returned, raised, call = _talk(converse, messages, TIMEOUT)
+    what = f"converse(target, {len(messages)} notes, timeout={TIMEOUT})"
+    deadline_hit = (isinstance(raised, grpc.RpcError)
+                    and raised.code() == grpc.StatusCode.DEADLINE_EXCEEDED)
+    never_closed = not call.half_closed and (deadline_hit or not call.reset)
+    expect(not never_closed,
+           f"{what}: the server never saw END_STREAM from your side, so it kept waiting for "
+           "more notes" + (" until the deadline" if deadline_hit else "")
+           + ": after the last note, let the request iterator end (half-close)")
+    if call.reset:
+        side = "client" if call.reset_by.startswith("client") else "server"
+        raise Mismatch(f"{what}: the tap saw RST_STREAM {call.reset} from the {side} on your "
+                       "call: it was cancelled, not ended. Read the call to its end instead of "
+                       "cancelling it (or closing its channel before the end)")
+    if raised is not None:
+        raise Mismatch(f"{what} raised {_raised(raised)}")
+    texts = _texts(returned)
+    expect(isinstance(texts, list) and all(isinstance(t, str) for t in texts),
+           f"{what} returned {returned!r}: return a list of the RouteNote replies")
+    early = _turns_taken(call)
+    expect(early is None,
+           f"{what}: the note {early!r} went out before the reply to the note before it had "
+           "arrived (the tap shows the order): take turns, one note per reply")
+    expect(texts[-1:] == expected[-1:] or texts != expected[:-1],
+           f"{what} returned {texts!r}: the server's last reply, {expected[-1]!r}, sent after "
+           "your last note, is missing: read the call to its end")
+    expect_equal(texts, expected, f"{what}, the replies,")
+    expect(call.status == grpc.StatusCode.OK, f"{what}: the call ended with {call.end}")
+
+    returned, raised, call = _talk(converse, (), TIMEOUT)
+    expect(raised is None and _texts(returned) == ["bye after 0 notes"],
+           "converse(target, [], ...) with no notes must half-close at once and return the "
+           "server's one reply ['bye after 0 notes']; it "
+           + (f"returned {_texts(returned)!r}" if raised is None else
+              f"raised {_raised(raised)}"))
+
+    returned, raised, call = _talk(converse, ("hello", FAIL_WORD, "more"), TIMEOUT)
+    expect(raised is not None,
+           f"the server ended a conversation with FAILED_PRECONDITION, but converse returned "
+           f"{_texts(returned)!r}: let the server's error reach the caller")
+    expect(isinstance(raised, grpc.RpcError)
+           and raised.code() == grpc.StatusCode.FAILED_PRECONDITION,
+           "the server ended a conversation with FAILED_PRECONDITION; converse raised "
+           + _raised(raised)
+           + ": read to the end, and let the server's own status through")
+
+    with stuck_server() as stuck:
+        start = time.monotonic()
+        try:
+            within(3.0, lambda: converse(stuck, _notes("anyone there?"), 1.0),
+                   "converse(target, notes, timeout=1.0) waited on a server that never "
+                   "answers: give the call a deadline, the timeout you are given (timeout=)")
+            stuck_raised = None
+        except (Mismatch, NotImplementedError):
+            raise
+        except Exception as error:  # judged below
+            stuck_raised = error
+        waited = time.monotonic() - start
+    expect(isinstance(stuck_raised, grpc.RpcError)
+           and stuck_raised.code() == grpc.StatusCode.DEADLINE_EXCEEDED,
+           "against a server that never answers, converse(target, notes, timeout=1.0) "
+           + ("returned" if stuck_raised is None else
+              f"raised {_raised(stuck_raised)}")
+           + ": it should raise DEADLINE_EXCEEDED once the timeout it was given has passed")
+    expect(waited <= 2.0, f"converse(..., timeout=1.0) waited {waited:.1f} s on a server that "
+                          "never answers: use the timeout you are given")
+    return ("each note waited for the reply to the one before; the tap shows END_STREAM from "
+            "the client, no RST_STREAM and OK; the reply sent after the last note arrived; an "
+            "error came through as FAILED_PRECONDITION; a silent server was given up after "
+            f"{waited:.1f} s")

@@ -1,4 +1,5 @@
-"""make test-browser: JupyterLab in headless Chromium runs lesson 03, its solution, and lesson 02.
+"""make test-browser: JupyterLab in headless Chromium runs lesson 03, its solution, and lesson 02;
+the solutions of 03 and 06 render their Mermaid diagrams and wire-tap timelines as SVG.
 
 A learner's view, end to end: JupyterLab opens the notebook, Run > Run All
 Cells runs it, and the page must show ❌ lines for the unsolved lesson and ✅
@@ -140,7 +141,7 @@ def test_unsolved_lesson_shows_failed_checks(lab: str, browser) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     text = run_all(page, lab, "lessons/03_calculator.ipynb")
     screenshot(page, "❌", "lesson03_unsolved.png")
-    assert text.count("❌ Exercise 3.") == 5, text[-2000:]
+    assert text.count("❌ Exercise 3.") == 6, text[-2000:]
     assert "✅" not in text
     assert "not solved yet. Write your code" in text
     assert "Hint" not in text, "no hint before the learner has tried"
@@ -201,7 +202,7 @@ def test_solution_shows_passed_checks_and_results(lab: str, browser) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     text = run_all(page, lab, "solutions/03_calculator.ipynb")
     screenshot(page, "✅", "solution03.png")
-    assert text.count("✅ Exercise 3.") == 5, text[-2000:]
+    assert text.count("✅ Exercise 3.") == 6, text[-2000:]
     assert "❌" not in text and "CheckFailed" not in text
     for result in ["20 + 10 = 30", "7 / 2 = 3.5", "error INVALID_ARGUMENT: cannot divide by zero",
                    "StatusCode.DEADLINE_EXCEEDED", "(42, {'x-request-id': 'req-42'"]:
@@ -218,4 +219,42 @@ def test_wire_inspector_widget_renders_in_lesson_02(lab: str, browser) -> None:
     widget.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "solution02_inspector.png"))
     assert "0a" in widget.inner_text()
+    page.close()
+
+
+def mermaid_blocks(notebook: str) -> int:
+    """How many ```mermaid blocks the notebook's Markdown cells hold."""
+    import nbformat
+
+    cells = nbformat.read(PROJECT_ROOT / notebook, as_version=4).cells
+    return sum(cell.source.count("```mermaid") for cell in cells if cell.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("notebook", ["solutions/03_calculator.ipynb",
+                                      "solutions/06_streaming.ipynb"])
+def test_diagrams_and_wire_timelines_render_as_svg(lab: str, browser, notebook: str) -> None:
+    """Every Mermaid block becomes an SVG image, and every wire tap's timeline an inline SVG."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    text = run_all(page, lab, notebook)
+    assert "❌" not in text and "Traceback" not in text
+    panel = ".jp-NotebookPanel:visible"
+    expected = mermaid_blocks(notebook)
+    assert expected >= 1
+    diagrams = page.locator(f"{panel} .jp-RenderedMermaid img[src^='data:image/svg+xml']")
+    diagrams.nth(expected - 1).wait_for(state="attached", timeout=60_000)  # rendered async
+    assert diagrams.count() == expected
+    assert page.locator(f"{panel} .jp-RenderedMermaid.jp-mod-warning").count() == 0, \
+        "a Mermaid block failed to parse"
+    first = diagrams.first
+    assert first.evaluate("image => image.naturalWidth") > 0, "the diagram's SVG did not load"
+    timelines = page.locator(f"{panel} .jp-OutputArea-output svg.wiretap-timeline")
+    assert timelines.count() >= 3
+    arrows = timelines.first.locator("g")
+    assert arrows.count() >= 1 and "stream" in (timelines.first.text_content() or "")
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = Path(notebook).stem[:2]
+    first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"diagram_lesson{stem}.png"))
+    timelines.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"wiretap_timeline_lesson{stem}.png"))
     page.close()
