@@ -14,7 +14,8 @@ For each solution notebook:
 - outputs and execution counts are cleared;
 - cells tagged `check` or `needs-exercise` get the `raises-exception` tag, so
   JupyterLab's Run All and nbval carry on past them;
-- each exercise heading gets a link to the same exercise in the solution notebook.
+- each exercise's check cell is followed by a link to the same exercise in the solution
+  notebook (after the task, not before it).
 """
 
 from __future__ import annotations
@@ -64,15 +65,16 @@ def anchor(exercise_id: str, title: str) -> str:
     return f"Exercise-{exercise_id}:-{title}".replace(" ", "-")
 
 
-def link_to_solution(source: str, solution_name: str) -> str:
-    """Add a 'compare with the solution' link under each exercise heading."""
+def solution_link(exercise_id: str, title: str, solution_name: str) -> nbformat.NotebookNode:
+    """The markdown cell that follows an exercise's check: a link to the same exercise solved.
 
-    def add_link(match: re.Match) -> str:
-        exercise_id, title = match.group(1), match.group(2)
-        href = f"../solutions/{solution_name}#{anchor(exercise_id, title)}"
-        return f"{match.group(0)}\n\n*Stuck, or done? Compare with [the solution]({href}).*"
-
-    return EXERCISE_HEADING.sub(add_link, source)
+    It comes after the task and its check, not before: try first, compare after.
+    """
+    href = f"../solutions/{solution_name}#{anchor(exercise_id, title)}"
+    cell = nbformat.v4.new_markdown_cell(
+        f"*Solved it, or stuck after a real try? Compare with [the solution]({href}).*")
+    cell.id = f"solution-link-{exercise_id.replace('.', '-')}"
+    return cell
 
 
 def build_notebook(solution: nbformat.NotebookNode, solution_name: str,
@@ -86,14 +88,13 @@ def build_notebook(solution: nbformat.NotebookNode, solution_name: str,
     lesson.metadata = {key: lesson.metadata[key] for key in ("kernelspec", "language_info")
                        if key in lesson.metadata}
     cells = []
-    exercise_id = "?"
+    exercise_id, title = "?", ""
     for cell in lesson.cells:
         tags = list(cell.metadata.get("tags", []))
         if cell.cell_type == "markdown":
             headings = EXERCISE_HEADING.findall(cell.source)
             if headings:
-                exercise_id = headings[-1][0]
-            cell.source = link_to_solution(cell.source, solution_name)
+                exercise_id, title = headings[-1]
         if "solution-only" in tags:
             continue
         if cell.cell_type == "code":
@@ -109,6 +110,8 @@ def build_notebook(solution: nbformat.NotebookNode, solution_name: str,
         if tags:
             cell.metadata["tags"] = tags
         cells.append(cell)
+        if "check" in tags:
+            cells.append(solution_link(exercise_id, title, solution_name))
     lesson.cells = cells
     return lesson
 

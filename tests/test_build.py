@@ -51,7 +51,7 @@ def test_builder_replaces_solutions_keeping_indentation_and_clears_outputs() -> 
     lesson = build.build_notebook(fixture_notebook(), "09_demo.ipynb")
     sources = [cell.source for cell in lesson.cells]
     assert sources[1] == LEARNER_CODE
-    assert sources[4] == 'raise NotImplementedError("Exercise 9.1: not solved yet")'
+    assert sources[5] == 'raise NotImplementedError("Exercise 9.1: not solved yet")'
     assert "Teacher's note" not in sources
     assert all(cell.get("outputs", []) == [] for cell in lesson.cells)
     assert all(cell.get("execution_count") is None for cell in lesson.cells)
@@ -63,12 +63,14 @@ def test_builder_tags_check_and_needs_exercise_cells() -> None:
     tags = [cell.metadata.get("tags", []) for cell in lesson.cells]
     assert tags[1] == []
     assert tags[2] == ["check", "raises-exception"]
-    assert tags[3] == ["needs-exercise", "raises-exception"]
+    assert tags[4] == ["needs-exercise", "raises-exception"]
 
 
-def test_builder_links_each_exercise_to_its_solution() -> None:
+def test_builder_links_each_exercise_to_its_solution_after_its_check() -> None:
     lesson = build.build_notebook(fixture_notebook(), "09_demo.ipynb")
-    assert "(../solutions/09_demo.ipynb#Exercise-9.1:-Say-hello)" in lesson.cells[0].source
+    link = "(../solutions/09_demo.ipynb#Exercise-9.1:-Say-hello)"
+    assert link not in lesson.cells[0].source, "the solution link must not come before the task"
+    assert lesson.cells[3].cell_type == "markdown" and link in lesson.cells[3].source
 
 
 def test_builder_output_round_trips_exactly(tmp_path) -> None:
