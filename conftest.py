@@ -39,6 +39,9 @@ TIMING = {
         f"solutions/{lesson}_", f"lessons/{lesson}_", f"tests/test_lesson{lesson}.py")
 }
 
+# Single tests that run pytest or notebooks themselves: they go out with the first notebooks.
+SLOW = ("tests/test_suite.py", "tests/test_progress.py", "tests/test_workflow.py")
+
 # Checks run by the suite must not write the learner's progress (every kernel inherits this).
 os.environ["COURSE_PROGRESS_FILE"] = os.path.join(tempfile.mkdtemp(prefix="course-progress-"),
                                                   "progress.jsonl")
@@ -196,4 +199,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:  # then notebooks: solutions (each runs twice) before lessons
         if item.path.suffix == ".ipynb":
             order.setdefault(group_of(item), 1 if item.path.parent.name == "solutions" else 2)
-    items.sort(key=lambda item: order.get(group_of(item), 3))  # stable: cells keep their order
+    def rank(item: pytest.Item) -> int:
+        if relative(item.path).startswith(SLOW):
+            return 1
+        return order.get(group_of(item), 3)
+
+    items.sort(key=rank)  # a stable sort: the cells of a notebook keep their order
