@@ -48,7 +48,8 @@ from pathlib import Path
 
 import nbformat
 
-from helpers.build import EXERCISE_HEADING, LESSONS, PROJECT_ROOT, anchor
+from helpers.build import EXERCISE_HEADING, anchor
+from helpers.protos import PROJECT_ROOT  # this copy of the course (found from the folder you are in)
 
 CHECK_CALL = re.compile(r"""check\(\s*["'](\d+\.\d+)["']""")
 MARKS = {"solved": "✅", "failed": "❌", "changed": "✎", "not checked": "?", "not started": "·"}
@@ -57,6 +58,7 @@ DETAILS = {"changed": "changed since its last check: run the check again",
 # Where check() writes its records; the test suite points it elsewhere, "" turns it off.
 RECORDS = os.environ.get("COURSE_PROGRESS_FILE", str(PROJECT_ROOT / ".progress.jsonl"))
 KEEP = 500  # fingerprints per record: the cells run most recently
+LESSONS = PROJECT_ROOT / "lessons"
 
 
 @dataclass
