@@ -121,3 +121,15 @@ def test_the_state_comes_from_the_checks_verdict_line() -> None:
         == ("failed", "Add(2, 3): expected 5, got -1")
     assert state_of("NameError: name 'Calculator' is not defined") \
         == ("failed", "NameError: name 'Calculator' is not defined")
+
+
+def test_helpers_progress_passes_rerun_on(monkeypatch) -> None:
+    import helpers
+    from helpers import progress_report
+
+    calls = []
+    monkeypatch.setattr(progress_report, "progress",
+                        lambda *names, rerun: calls.append((names, rerun)))
+    helpers.progress("00", rerun=True)
+    helpers.progress()
+    assert calls == [(("00",), True), ((), False)]
