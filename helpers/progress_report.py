@@ -49,7 +49,7 @@ from pathlib import Path
 import nbformat
 
 from helpers.build import EXERCISE_HEADING, anchor
-from helpers.protos import PROJECT_ROOT  # this copy of the course (found from the folder you are in)
+from helpers.protos import PROJECT_ROOT  # this copy of the course, found from the current folder
 
 CHECK_CALL = re.compile(r"""check\(\s*["'](\d+\.\d+)["']""")
 MARKS = {"solved": "✅", "failed": "❌", "changed": "✎", "not checked": "?", "not started": "·"}

@@ -42,7 +42,8 @@ def unsolved_problems(notebook: nbformat.NotebookNode) -> tuple[int, list[str]]:
             checks += 1
             if errors:
                 problems.append(f"cell {index} ({first_line}): Exercise {checked.group(1)} is "
-                                f"solved but its check failed: {errors[0].ename}: {errors[0].evalue}")
+                                f"solved but its check failed: {errors[0].ename}: "
+                                f"{errors[0].evalue}")
         elif "check" in tags:
             checks += 1
             if not errors:
