@@ -3,8 +3,6 @@ root conftest.py adds after each notebook's cells really catch what they claim t
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -44,14 +42,14 @@ def test_browser_and_hub_tests_run_when_named() -> None:
         assert f"{folder}/test_" in result.stdout, result.stdout[-2000:]
 
 
-def test_the_news_prompt_is_off_in_make_lab() -> None:
+def test_the_news_prompt_is_off_in_make_lab(monkeypatch) -> None:
     """JupyterLab reads the committed .jupyter/config/labconfig defaults (make lab's config dir)."""
-    code = ("import json; from jupyterlab_server.settings_utils import _get_overrides; "
-            "print(json.dumps(_get_overrides('/nonexistent')[0]))")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(PROJECT_ROOT / ".jupyter" / "config")}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=60, check=True)
-    settings = json.loads(result.stdout)["@jupyterlab/apputils-extension:notification"]
+    from jupyterlab_server.settings_utils import _get_overrides
+
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(PROJECT_ROOT / ".jupyter" / "config"))
+    overrides, error = _get_overrides("/nonexistent")  # what JupyterLab's settings API applies
+    settings = overrides["@jupyterlab/apputils-extension:notification"]
+    assert not error
     assert settings["fetchNews"] == "false" and settings["checkForUpdates"] is False
 
 
