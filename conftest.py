@@ -39,8 +39,17 @@ TIMING = {
         f"solutions/{lesson}_", f"lessons/{lesson}_", f"tests/test_lesson{lesson}.py")
 }
 
+# Tests that time a call against a fixed sleep: each runs alone, every other worker waiting.
+ALONE = (
+    "tests/test_lesson12.py::test_sigterm_lets_a_call_in_flight_finish_and_exits_0",
+    "tests/test_lesson12.py::test_without_a_handler_sigterm_kills_the_call_in_flight",
+)
+
 # Single tests that run pytest or notebooks themselves: they go out with the first notebooks.
 SLOW = ("tests/test_suite.py", "tests/test_progress.py", "tests/test_workflow.py")
+
+# The workers of one run share a folder of locks (workers inherit the controller's variable).
+os.environ.setdefault("COURSE_SUITE_LOCKS", tempfile.mkdtemp(prefix="course-suite-"))
 
 # Checks run by the suite must not write the learner's progress (every kernel inherits this).
 os.environ["COURSE_PROGRESS_FILE"] = os.path.join(tempfile.mkdtemp(prefix="course-progress-"),
@@ -177,6 +186,66 @@ def pytest_configure(config: pytest.Config) -> None:
 # ---------------------------------------------------------------- workers
 
 
+def alone(item: pytest.Item | None) -> bool:
+    return item is not None and item.nodeid.split("@")[0].startswith(ALONE)
+
+
+class Room:
+    """Every test of a run holds the room shared, an ALONE test holds it alone.
+
+    A test that wants it alone first takes the gate, so no new test enters while it
+    waits for the running ones to end (fcntl locks on two files, one per run).
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.gate = open(os.path.join(folder, "gate"), "a")
+        self.room = open(os.path.join(folder, "room"), "a")
+        self.alone = False
+
+    def enter(self, alone: bool) -> None:
+        import fcntl
+
+        if self.alone:  # still held from the test before: ALONE tests run back to back
+            return
+        fcntl.flock(self.gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        except BaseException:  # a timeout while waiting must not leave the gate shut
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
+            raise
+        if not alone:
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
+        self.alone = alone
+
+    def leave(self, next_alone: bool) -> None:
+        import fcntl
+
+        if self.alone and next_alone:
+            return
+        fcntl.flock(self.room, fcntl.LOCK_UN)
+        if self.alone:
+            self.alone = False
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
+
+
+ROOM = pytest.StashKey[Room]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """With workers, ALONE tests run while no other test runs."""
+    if not hasattr(item.config, "workerinput"):  # no workers: one test at a time anyway
+        return (yield)
+    if ROOM not in item.config.stash:
+        item.config.stash[ROOM] = Room(os.environ["COURSE_SUITE_LOCKS"])
+    room = item.config.stash[ROOM]
+    room.enter(alone(item))
+    try:
+        return (yield)
+    finally:
+        room.leave(alone(nextitem))
+
+
 def group_of(item: pytest.Item) -> str | None:
     """The xdist group: each notebook whole in one worker; timed tests by lesson."""
     path = relative(item.path)
@@ -199,9 +268,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:  # then notebooks: solutions (each runs twice) before lessons
         if item.path.suffix == ".ipynb":
             order.setdefault(group_of(item), 1 if item.path.parent.name == "solutions" else 2)
-    def rank(item: pytest.Item) -> int:
+    def rank(item: pytest.Item) -> tuple[int, int]:
         if relative(item.path).startswith(SLOW):
-            return 1
-        return order.get(group_of(item), 3)
+            return 1, 0
+        return order.get(group_of(item), 3), 0 if alone(item) else 1  # ALONE first in a group
 
     items.sort(key=rank)  # a stable sort: the cells of a notebook keep their order
