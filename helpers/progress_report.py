@@ -46,10 +46,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
-from helpers.build import EXERCISE_HEADING, anchor
 from helpers.protos import PROJECT_ROOT  # this copy of the course, found from the current folder
+
+# As in helpers.build (tests/test_progress.py keeps them equal). Not imported from there:
+# it imports nbformat, which alone takes longer than the whole report.
+EXERCISE_HEADING = re.compile(r"^###\s+Exercise\s+(\d+\.\d+):\s*(.+?)\s*$", re.MULTILINE)
+
+
+def anchor(exercise_id: str, title: str) -> str:
+    """The id JupyterLab gives the heading `### Exercise N.M: title`."""
+    return f"Exercise-{exercise_id}:-{title}".replace(" ", "-")
 
 CHECK_CALL = re.compile(r"""check\(\s*["'](\d+\.\d+)["']""")
 MARKS = {"solved": "✅", "failed": "❌", "changed": "✎", "not checked": "?", "not started": "·"}
@@ -70,7 +76,7 @@ class Exercise:
     detail: str = ""  # what the check said, for a failed one
 
 
-def cell_text(cell: nbformat.NotebookNode) -> str:
+def cell_text(cell: dict) -> str:
     """The plain text a code cell displayed, errors included (printed streams left out)."""
     parts = []
     for output in cell.get("outputs", []):
@@ -161,29 +167,37 @@ def checked_this_code(entry: dict, exercise_cells: list[str], saved: set[str]) -
     return all(key in saved for key in ran[first + 1:])
 
 
-def exercises_of(notebook: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+def source_of(cell: dict) -> str:
+    """A cell's code (a notebook file may keep it as a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def exercises_of(notebook: dict) -> list[tuple[str, str, list[str]]]:
     """(id, title, sources of its code cells) for each exercise: the cells between
     its `### Exercise N.M` heading and its check cell."""
     found, current = [], None
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            for exercise_id, title in EXERCISE_HEADING.findall(cell.source):
+    for cell in notebook["cells"]:
+        source = source_of(cell)
+        if cell["cell_type"] == "markdown":
+            for exercise_id, title in EXERCISE_HEADING.findall(source):
                 current = (exercise_id, title, [])
-        elif current is not None:
-            check = CHECK_CALL.search(cell.source)
-            if check and "check" in cell.metadata.get("tags", []):
+        elif current is not None and cell["cell_type"] == "code":
+            check = CHECK_CALL.search(source)
+            if check and "check" in cell.get("metadata", {}).get("tags", []):
                 if check.group(1) == current[0]:
                     found.append(current)
                 current = None
             else:
-                current[2].append(cell.source)
+                current[2].append(source)
     return found
 
 
 def read_lesson(path: Path, records: dict[str, list[dict]]) -> list[Exercise]:
     """The state of each exercise in a saved lesson, from check()'s records."""
-    notebook = nbformat.read(path, as_version=4)
-    saved = {fingerprint(cell.source) for cell in notebook.cells if cell.cell_type == "code"}
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    saved = {fingerprint(source_of(cell)) for cell in notebook["cells"]
+             if cell["cell_type"] == "code"}
     exercises = []
     for exercise_id, title, sources in exercises_of(notebook):
         placeholder = f"Exercise {exercise_id}: not solved yet"
@@ -210,6 +224,7 @@ def read_lesson(path: Path, records: dict[str, list[dict]]) -> list[Exercise]:
 
 def run_lesson(path: Path) -> list[Exercise]:
     """Execute a copy of one lesson in a fresh kernel; return the state of its exercises."""
+    import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)

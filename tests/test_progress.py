@@ -133,3 +133,12 @@ def test_helpers_progress_passes_rerun_on(monkeypatch) -> None:
     helpers.progress("00", rerun=True)
     helpers.progress()
     assert calls == [(("00",), True), ((), False)]
+
+
+def test_the_report_reads_headings_and_anchors_as_the_builder_writes_them() -> None:
+    from helpers import build, progress_report
+
+    assert progress_report.EXERCISE_HEADING.pattern == build.EXERCISE_HEADING.pattern
+    assert progress_report.EXERCISE_HEADING.flags == build.EXERCISE_HEADING.flags
+    for exercise_id, title in [("3.2", "Divide safely"), ("12.4", "A trace, end to end")]:
+        assert progress_report.anchor(exercise_id, title) == build.anchor(exercise_id, title)
