@@ -6,8 +6,9 @@ workers); this plugin adds what options cannot say:
 - tests/browser and tests/hub run only when named (`make test-browser`,
   `make test-hub`, or their path): they need Chromium and Node.
 - Each notebook runs whole in one worker (its cells share one kernel), the
-  slowest files first so that the workers finish together. Tests that measure
-  time (TIMING below) share one worker, so they never run beside each other.
+  slowest files first so that the workers finish together. Tests that time
+  things share one worker per lesson (TIMING), and the few that time a call
+  against a fixed sleep run with no other test beside them (ALONE).
 - One nbval execution per notebook serves two more tests, so no notebook runs
   more often than its tests need:
   - `lessons/NN.ipynb::every check fails until solved`: nbval's run of the
