@@ -13,9 +13,8 @@ export IPYTHONDIR := $(CURDIR)/.jupyter/ipython
 
 $(shell mkdir -p .jupyter/ipython)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
-NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: install lab test test-browser test-hub progress lessons solutions lock bench mutants clean
+.PHONY: install lab test test-browser test-hub progress lessons solutions lock bench mutants nbgrader clean
 
 LOCK := requirements.lock
 UV_VERSION := 0.13.8
@@ -41,24 +40,35 @@ install: $(INSTALLED)
 lab: install
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" lessons/00_welcome.ipynb $(ALLOW_ROOT)
 
+# lessons/ is what the builder makes, then the whole suite: pyproject.toml's [tool.pytest.ini_options]
+# and conftest.py make a bare `pytest --nbval` run it (6 workers, each notebook executed once).
 test: install
 	$(PY) -m helpers.build --check
-	$(PY) -m pytest tests solutions lessons $(NBVAL) --ignore=tests/browser --ignore=tests/hub
+	$(VENV)/bin/pytest --nbval
 
+# One JupyterLab for the whole file, so no workers (-n 0).
 test-browser: install
 	@command -v chromium >/dev/null || { \
 	  echo "make test-browser needs Chromium at /usr/bin/chromium."; \
 	  echo "On Debian or Ubuntu: sudo apt-get install chromium"; exit 1; }
-	$(PY) -m pytest tests/browser
+	$(VENV)/bin/pytest -n 0 tests/browser
 
-# Which exercises in your own lessons/ are solved (runs them headless; changes nothing).
+# Which exercises in your own lessons/ are solved, from what your checks recorded (instant;
+# changes nothing). `make progress RERUN=1` runs your saved lessons headless instead (a minute).
 progress: install
-	@$(PY) -m helpers.progress_report
+	@$(PY) -m helpers.progress_report $(if $(RERUN),--rerun,)
 
 # A real JupyterHub on 127.0.0.1 with three learners running lessons at once (tests/hub).
 test-hub: install
 	cd tests/hub && npm ci --silent --no-audit --no-fund
-	PATH="$(CURDIR)/tests/hub/node_modules/.bin:$$PATH" $(PY) -m pytest -s tests/hub
+	PATH="$(CURDIR)/tests/hub/node_modules/.bin:$$PATH" $(VENV)/bin/pytest -n 0 --timeout 1800 -s tests/hub
+	COURSE_TEST_NBGRADER=1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 0 --timeout 1800 \
+	  tests/test_nbgrader.py -k autogrades
+
+# An nbgrader course made from the solutions, for teachers who grade a class (teacher/README.md).
+NBGRADER_DIR ?= artifacts/nbgrader
+nbgrader: install
+	$(PY) -m helpers.build --nbgrader $(NBGRADER_DIR) $(LESSONS_ARGS)
 
 lessons: install
 	$(PY) -m helpers.build
@@ -81,5 +91,7 @@ bench: install
 mutants: install
 	$(PY) tests/mutants.py $(MUTANTS_ARGS)
 
+# .jupyter/ is emptied but for the committed settings (labconfig/).
 clean:
-	rm -rf .proto_cache .jupyter artifacts
+	rm -rf .proto_cache artifacts
+	git clean -fdXq .jupyter

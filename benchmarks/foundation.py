@@ -4,8 +4,12 @@
 2. Wall time of executing every notebook, against executing a one-cell
    notebook as many times (what kernel start-up alone costs).
 3. serve() + one call + stop() against the same steps in bare grpcio.
-4. With --fresh-clone: set-up time (`make install`) from an empty package
-   cache with uv and with pip, each in its own fresh clone, and `make test`.
+4. `make progress` for the whole course and lesson 00's `helpers.progress("00")`
+   cell (both read check()'s records), against `make progress RERUN=1`.
+5. `make test` in a fresh clone (`make install` first, not timed), with the
+   load average during the run (the suite should wait, not compute).
+6. With --fresh-clone: set-up time (`make install`) from an empty package
+   cache with uv and with pip, each in its own fresh clone.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
@@ -29,7 +34,6 @@ from helpers.checks import EXERCISES
 from helpers.reference import Calculator, calculator_pb2, calculator_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/sanitize.cfg"]
 
 
 def wrong_answer_counts() -> None:
@@ -44,11 +48,42 @@ def wrong_answer_counts() -> None:
 
 
 def count_tests() -> int:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests", "solutions", "lessons", *NBVAL, "--ignore=tests/browser"],
-        cwd=ROOT, capture_output=True, text=True, check=True)
+    """What a bare `pytest --nbval` collects, which is what `make test` runs."""
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "pytest"), "--nbval", "--collect-only",
+                             "-q", "-n", "0"], cwd=ROOT, capture_output=True, text=True, check=True)
     return sum(1 for line in result.stdout.splitlines() if "::" in line)
+
+
+def spread(samples: list[float], unit: str = "s") -> str:
+    return (f"median {statistics.median(samples):6.2f} {unit}, min {min(samples):6.2f} {unit}, "
+            f"max {max(samples):6.2f} {unit} ({len(samples)} runs)")
+
+
+def progress_times(rounds: int = 5) -> None:
+    """make progress (whole course), lesson 00's progress cell, and the slow --rerun once."""
+    command = [sys.executable, "-m", "helpers.progress_report"]
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+        samples.append(time.perf_counter() - start)
+    print(f"  make progress (all lessons)      {spread(samples)}")
+    cell = ("import time\nstart = time.perf_counter()\nhelpers.progress('00')\n"
+            "print(f'SECONDS {time.perf_counter() - start}')")
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import helpers"),
+               *[nbformat.v4.new_code_cell(cell) for _ in range(rounds)]],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "lessons")}}).execute()
+    cells = [float(output.text.split("SECONDS")[1]) for cell in notebook.cells[1:]
+             for output in cell.outputs if "SECONDS" in output.get("text", "")]
+    print(f"  helpers.progress('00') in a kernel {spread(cells)} (the first one imports)")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:  # its checks' records are not the learner's
+        subprocess.run([*command, "--rerun"], cwd=ROOT, capture_output=True, check=True,
+                       env={**os.environ, "COURSE_PROGRESS_FILE": f"{folder}/progress.jsonl"})
+    print(f"  make progress RERUN=1            {time.perf_counter() - start:6.2f} s (1 run)")
 
 
 def execute(notebook: nbformat.NotebookNode, folder: Path) -> float:
@@ -118,18 +153,41 @@ def timed_make(clone: Path, *args: str, env: dict[str, str] | None = None) -> fl
     return seconds
 
 
-def fresh_clone() -> None:
+def suite_time(clone: Path) -> None:
+    """`make test` in `clone` (installed already), with the load average sampled meanwhile."""
+    loads: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(10):
+            loads.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    seconds = timed_make(clone, "test")
+    done.set()
+    sampler.join()
+    if loads:
+        print(f"  make test took {seconds / 60:.1f} min on {os.cpu_count()} cores; load average "
+              f"during it: median {statistics.median(loads):.1f}, max {max(loads):.1f} "
+              "(other work on the machine counts too)")
+
+
+def fresh_clone(installers: tuple[str, ...] = ("uv", "pip")) -> None:
     with tempfile.TemporaryDirectory() as folder:
         clones = {}
-        for installer in ("uv", "pip"):
+        for installer in installers:
             clones[installer] = Path(folder) / installer
             subprocess.run(["git", "clone", "-q", str(ROOT), str(clones[installer])], check=True)
-        empty_caches = {"UV_CACHE_DIR": f"{folder}/uv-cache", "PIP_NO_CACHE_DIR": "1"}
-        uv = timed_make(clones["uv"], "install", env=empty_caches)
-        pip = timed_make(clones["pip"], "install", "INSTALLER=pip", env=empty_caches)
-        print(f"  set-up from an empty cache: uv {uv:.1f} s, pip {pip:.1f} s, "
-              f"uv is {pip / uv:.1f}x faster")
-        timed_make(clones["uv"], "test")
+        if installers == ("uv",):  # the set-up is not what is timed here
+            subprocess.run(["make", "install"], cwd=clones["uv"], capture_output=True, check=True)
+        else:
+            empty_caches = {"UV_CACHE_DIR": f"{folder}/uv-cache", "PIP_NO_CACHE_DIR": "1"}
+            uv = timed_make(clones["uv"], "install", env=empty_caches)
+            pip = timed_make(clones["pip"], "install", "INSTALLER=pip", env=empty_caches)
+            print(f"  set-up from an empty cache: uv {uv:.1f} s, pip {pip:.1f} s, "
+                  f"uv is {pip / uv:.1f}x faster")
+        suite_time(clones["uv"])
 
 
 def main() -> None:
@@ -145,9 +203,11 @@ def main() -> None:
     notebook_times()
     print("Start a server, make one call, stop it:")
     serve_overhead()
-    if args.fresh_clone:
-        print("Fresh clone:")
-        fresh_clone()
+    print("Where you stand (make progress):")
+    progress_times()
+    print("The whole suite (make test) in a fresh clone:" if not args.fresh_clone else
+          "Fresh clones: set-up from an empty cache, then the whole suite (make test):")
+    fresh_clone(("uv", "pip") if args.fresh_clone else ("uv",))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,15 @@ from helpers.servers import serve, serve_aio  # noqa: E402
 __all__ = ["check", "explore", "progress", "protos", "serve", "serve_aio"]
 
 
-def progress(*lessons: str) -> None:
+def progress(*lessons: str, rerun: bool = False) -> None:
     """Show which exercises of your lessons/ are solved, as a table (`make progress` prints it).
 
-    `progress("03", "04")` looks at those lessons only. Save your notebooks first.
+    From what your checks recorded, compared with your saved notebooks (save first).
+    `progress("03", "04")` looks at those lessons only; `rerun=True` runs them headless instead.
     """
     from helpers.progress_report import progress as show
 
-    show(*lessons)
+    show(*lessons, rerun=rerun)
 
 
 def _in_ipython() -> None:

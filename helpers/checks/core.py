@@ -392,6 +392,11 @@ def check(exercise_id: str, *args: Any, **kwargs: Any) -> None:
     except Exception as error:  # the learner's code crashed: name it, no traceback
         problem = f"your code raised {type(error).__name__}: {error}"
     else:
+        problem = None
+    from helpers.progress_report import record  # make progress: the verdict, on which code
+
+    record(ex.id, problem)
+    if problem is None:
         _display(True, f"{heading}: {verified}")
         return
     unsolved = unsolved_exercise(problem)
