@@ -166,10 +166,9 @@ def _without_unknown_fields(person: Any) -> Any:
     notebook=LESSON,
     hint="The cells of \"Messages in Python\" build Ada with a nested Address, and show "
     "SerializeToString/FromString and json_format's two functions.",
-    second_hint="Build it with Person(name=..., age=..., gender=Person.GENDER_FEMALE, "
-    "hobbies=[...], address=Person.Address(street=..., city=...)). For the round trip: "
-    "Person.FromString(person.SerializeToString()) and "
-    "json_format.Parse(json_format.MessageToJson(person), Person()).",
+    second_hint="A nested message is built from its own class, reached through the outer one; "
+    "an enum value through the message class too. Each copy must really go through its format: "
+    "one through bytes and back, the other through JSON text and back.",
 )
 def round_trip(make_person: Callable[[], Any], round_trip: Callable[[Any], tuple]) -> str:
     person = make_person()
@@ -323,9 +322,8 @@ def _describe(message: Message) -> str:
     notebook=LESSON,
     hint="Start from contacts_v2.proto's text; the cell just above the exercise shows what "
     "protoc says when a deleted field's number is reserved.",
-    second_hint="Keep name = 1, email = 2 and repeated phones = 4 as they are; delete age, write "
-    "`reserved 3;` and `reserved \"age\";`, and add `int32 birth_year = 5;` (any unused "
-    "number other than 3). Use `package evolution.v3;`.",
+    second_hint="What identifies a field on the wire, and what in JSON? Both must stay out of "
+    "reach of future fields once age is gone; the new field needs a number nobody ever used.",
 )
 def evolution(contact_v3_proto: Callable[[], str]) -> str:
     text = contact_v3_proto()
