@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402
+from parent_watch import watch_parent  # noqa: E402  (scripts/parent_watch.py)
 
 
 # The calculator's messages and stubs, generated from protos/calculator.proto at start-up
@@ -90,6 +91,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    watch_parent()  # whoever started this process died, even by SIGKILL: stop too
     result = asyncio.run(main_async(args))
     print(json.dumps(result), flush=True)
     return 0
