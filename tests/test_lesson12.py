@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import statistics
+import sys
 import time
 
 import grpc
@@ -20,7 +21,7 @@ from opentelemetry import propagate
 from helpers import processes, telemetry
 from helpers.reference import calculator_pb2, calculator_pb2_grpc
 
-health_pb2 = None  # answers for 12.1 run in the check's script, which imports health_pb2
+from grpc_health.v1 import health_pb2
 
 # --- helpers.processes ------------------------------------------------------------------
 
@@ -174,8 +175,21 @@ def run_until_sigterm_with_an_event(server, health, grace):
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     stopping.wait()
-    health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    health.enter_graceful_shutdown()
     server.stop(grace=grace).wait()
+    return 0
+
+
+def run_until_sigterm_with_a_drain_pause(server, health, grace):
+    """NOT_SERVING, a pause for load balancers to notice, then stop; SIGINT too."""
+    def on_signal(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(0.2)
+        server.stop(grace)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    server.wait_for_termination()
     return 0
 
 
@@ -188,6 +202,23 @@ def prefork(n, serve_worker):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=serve_worker, args=(port,)) for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    return port, workers
+
+
+def prefork_with_spawn(n, serve_worker):
+    """The "spawn" start method: each worker is a fresh interpreter (serve_worker must be
+    importable, as it is in a script)."""
+    import multiprocessing
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=serve_worker, args=(port,)) for _ in range(n)]
     for worker in workers:
         worker.start()
@@ -235,7 +266,8 @@ def add_on_backend_with_tuples(stub, a, b):
 
 @pytest.mark.parametrize("exercise, answer", [
     ("12.1", run_until_sigterm), ("12.1", run_until_sigterm_with_an_event),
-    ("12.2", prefork),
+    ("12.1", run_until_sigterm_with_a_drain_pause),
+    ("12.2", prefork), ("12.2", prefork_with_spawn),
     ("12.3", benchmark), ("12.3", benchmark_from_walls),
     ("12.4", add_on_backend), ("12.4", add_on_backend_with_tuples),
 ], ids=lambda x: getattr(x, "__name__", x))
@@ -286,6 +318,47 @@ def hard_codes_grace(server, health, grace):
     return 0
 
 
+def calculator_only_not_serving(server, health, grace):
+    def on_sigterm(signum, frame):
+        health.set("calculator.Calculator", health_pb2.HealthCheckResponse.NOT_SERVING)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def exits_in_the_handler(server, health, grace):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        server.stop(grace).wait()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def stops_before_health(server, health, grace):
+    def on_sigterm(signum, frame):
+        server.stop(grace)
+        health.enter_graceful_shutdown()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def returns_without_waiting(server, health, grace):
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    while not stopping:
+        time.sleep(0.05)
+    health.enter_graceful_shutdown()
+    server.stop(grace)
+    return 0
+
+
 def reserves_without_reuseport(n, serve_worker):
     import multiprocessing
     import socket
@@ -310,13 +383,73 @@ def forks_after_making_a_channel(n, serve_worker):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    probe = grpc.insecure_channel(f"127.0.0.1:{port}")  # "to check the port later"
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as probe:  # "is the port free?"
+        probe.close()
     workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
                for _ in range(n)]
     for worker in workers:
         worker.start()
-    probe.close()
     return port, workers
+
+
+def closes_the_socket_before_forking(n, serve_worker):
+    import multiprocessing
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
+               for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    return port, workers
+
+
+def listens_on_the_reserved_port(n, serve_worker):
+    import multiprocessing
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
+               for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    return port, workers
+
+
+def waits_for_the_workers(n, serve_worker):
+    import multiprocessing
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
+               for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return port, workers
+
+
+def serves_in_the_launcher(n, serve_worker):
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    for _ in range(n):
+        serve_worker(port)
+    return port, []
 
 
 def uses_threads(n, serve_worker):
@@ -404,13 +537,29 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("12.1", "exits non-zero", (exits_non_zero,), "exited with code 1"),
     WrongAnswer("12.1", "health left SERVING", (forgets_health,), "health still said SERVING"),
     WrongAnswer("12.1", "hard-codes the grace", (hard_codes_grace,), "not with the grace passed in"),
+    WrongAnswer("12.1", "NOT_SERVING for calculator.Calculator only", (calculator_only_not_serving,),
+                "health still said SERVING for ''"),
+    WrongAnswer("12.1", "sys.exit() in the signal handler", (exits_in_the_handler,),
+                "sys.exit() (or an exception) in the signal handler"),
+    WrongAnswer("12.1", "stop(grace) before NOT_SERVING", (stops_before_health,),
+                "health still said SERVING"),
+    WrongAnswer("12.1", "returns without waiting for the server", (returns_without_waiting,),
+                "returned while the call in flight was still running"),
     WrongAnswer("12.2", "binds without SO_REUSEPORT", (reserves_without_reuseport,),
                 "needs SO_REUSEPORT"),
-    WrongAnswer("12.2", "forks after creating a channel", (forks_after_making_a_channel,),
-                "created a server or channel before forking"),
+    WrongAnswer("12.2", "opens and closes a channel before forking", (forks_after_making_a_channel,),
+                "the launcher created gRPC objects (grpc.insecure_channel)"),
     WrongAnswer("12.2", "threads instead of processes", (uses_threads,),
                 "inside the launcher's own process"),
     WrongAnswer("12.2", "ignores n", (ignores_n,), "1 worker process(es) served, expected n = 3"),
+    WrongAnswer("12.2", "closes the reserving socket before forking",
+                (closes_the_socket_before_forking,), "the reserving socket was closed"),
+    WrongAnswer("12.2", "listens on the reserved port", (listens_on_the_reserved_port,),
+                "bind it, never listen"),
+    WrongAnswer("12.2", "joins the workers before returning", (waits_for_the_workers,),
+                "did not return within 25 s: a hang"),
+    WrongAnswer("12.2", "serves in the launcher itself", (serves_in_the_launcher,),
+                "inside the launcher's own process"),
     WrongAnswer("12.3", "throughput from the sum of latencies", (from_sum_of_latencies,),
                 "sum of latencies"),
     WrongAnswer("12.3", "mean instead of median", (with_the_mean,), "the mean of the repeats"),
