@@ -239,13 +239,13 @@ def benchmark(run_batch, repeats=5, warmup=1):
 def benchmark_from_walls(run_batch, repeats=5, warmup=1):
     for _ in range(warmup):
         run_batch()
-    walls, count = [], 0
+    measured = []
     for _ in range(repeats):
         start = time.monotonic()
         count = len(run_batch())
-        walls.append(time.monotonic() - start)
-    walls.sort()
-    return count / walls[len(walls) // 2], count / walls[-1], count / walls[0]
+        measured.append(count / (time.monotonic() - start))
+    measured.sort()
+    return measured[len(measured) // 2], measured[0], measured[-1]
 
 
 def add_on_backend(stub, a, b):
@@ -254,6 +254,18 @@ def add_on_backend(stub, a, b):
     reply = stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(carrier.items()),
                      timeout=5)
     return reply.result
+
+
+def add_on_backend_in_a_client_span(stub, a, b):
+    """A CLIENT span of its own, from the global tracer provider (the notebook's)."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("frontend")
+    with tracer.start_as_current_span("call Add", kind=trace.SpanKind.CLIENT):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=tuple(carrier.items()),
+                        timeout=3).result
 
 
 def add_on_backend_with_tuples(stub, a, b):
@@ -270,6 +282,7 @@ def add_on_backend_with_tuples(stub, a, b):
     ("12.2", prefork), ("12.2", prefork_with_spawn),
     ("12.3", benchmark), ("12.3", benchmark_from_walls),
     ("12.4", add_on_backend), ("12.4", add_on_backend_with_tuples),
+    ("12.4", add_on_backend_in_a_client_span),
 ], ids=lambda x: getattr(x, "__name__", x))
 def test_right_answers_pass(capsys, exercise: str, answer) -> None:
     passes(capsys, exercise, answer)
@@ -531,6 +544,95 @@ def computes_locally(stub, a, b):
     return a + b
 
 
+_CACHED: dict[str, str] = {}
+
+
+def caches_the_traceparent(stub, a, b):
+    if not _CACHED:
+        propagate.inject(_CACHED)  # "computed once, it is the same header every time"
+    return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(_CACHED.items()),
+                    timeout=5).result
+
+
+def swallows_the_error(stub, a, b):
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    try:
+        return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(carrier.items()),
+                        timeout=5).result
+    except grpc.RpcError:
+        return 0
+
+
+def no_deadline(stub, a, b):
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(carrier.items())).result
+
+
+def from_the_longest_latency(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        latencies = run_batch()
+        rates.append(len(latencies) / max(latencies))  # "the batch lasts as long as its slowest call"
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def from_the_mean_latency(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        latencies = run_batch()
+        rates.append(len(latencies) / statistics.mean(latencies))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def assumes_ten_calls(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_batch()
+        rates.append(10 / (time.perf_counter() - start))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def hard_codes_five_repeats(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        latencies = run_batch()
+        rates.append(len(latencies) / (time.perf_counter() - start))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def keeps_rates_between_runs(run_batch, repeats=5, warmup=1, rates=[]):  # noqa: B006
+    for _ in range(warmup):
+        run_batch()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        latencies = run_batch()
+        rates.append(len(latencies) / (time.perf_counter() - start))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def low_median_high(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        latencies = run_batch()
+        rates.append(len(latencies) / (time.perf_counter() - start))
+    return min(rates), statistics.median(rates), max(rates)
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("12.1", "stop(0) on SIGTERM", (stops_without_grace,), "the call in flight was cut off"),
     WrongAnswer("12.1", "no SIGTERM handler", (no_handler,), "killed by SIGTERM"),
@@ -566,6 +668,22 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("12.3", "no warm-up", (without_warmup,), "run_batch was called 5 times"),
     WrongAnswer("12.3", "warm-up counted in the spread", (measures_the_warmup_too,),
                 "is a warm-up batch"),
+    WrongAnswer("12.3", "throughput from the longest latency", (from_the_longest_latency,),
+                "the longest latency"),
+    WrongAnswer("12.3", "throughput from the mean latency", (from_the_mean_latency,),
+                "the mean latency"),
+    WrongAnswer("12.3", "assumes 10 calls per batch", (assumes_ten_calls,), "10 calls per batch"),
+    WrongAnswer("12.3", "hard-codes 5 repeats", (hard_codes_five_repeats,),
+                "with repeats=3, warmup=0: run_batch was called 5 times"),
+    WrongAnswer("12.3", "keeps its rates between runs", (keeps_rates_between_runs,),
+                "with repeats=3, warmup=0: the median"),
+    WrongAnswer("12.3", "(low, median, high)", (low_median_high,), "not in the order"),
+    WrongAnswer("12.4", "a traceparent computed once and cached", (caches_the_traceparent,),
+                "computed once and reused"),
+    WrongAnswer("12.4", "swallows the backend's error", (swallows_the_error,),
+                "let the failed call's error reach the caller"),
+    WrongAnswer("12.4", "no deadline on the backend call", (no_deadline,),
+                "give every call a deadline"),
     WrongAnswer("12.4", "no trace context in the metadata", (no_metadata,), "separate trace"),
     WrongAnswer("12.4", "a traceparent pasted from an output", (pasted_traceparent,),
                 "separate trace"),
