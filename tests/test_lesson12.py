@@ -225,6 +225,101 @@ def prefork_with_spawn(n, serve_worker):
     return port, workers
 
 
+def shut_down_cleanly(server, health, grace, drain, provider):
+    import threading
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    stopping.wait()
+    health.enter_graceful_shutdown()
+    time.sleep(drain)
+    server.stop(grace).wait()
+    provider.shutdown()
+    return 0
+
+
+def shut_down_cleanly_in_the_handler(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.force_flush()
+    return 0
+
+
+def no_drain(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.shutdown()
+    return 0
+
+
+def flushes_before_stopping(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        provider.shutdown()  # "flush first, while everything still works"
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def never_flushes(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def flushes_before_the_calls_end(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+        provider.shutdown()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def hard_codes_the_drain(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(2)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.shutdown()
+    return 0
+
+
+def drains_after_stopping(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        server.stop(grace)
+        time.sleep(drain)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.shutdown()
+    return 0
+
+
 def benchmark(run_batch, repeats=5, warmup=1):
     for _ in range(warmup):
         run_batch()
@@ -283,6 +378,7 @@ def add_on_backend_with_tuples(stub, a, b):
     ("12.3", benchmark), ("12.3", benchmark_from_walls),
     ("12.4", add_on_backend), ("12.4", add_on_backend_with_tuples),
     ("12.4", add_on_backend_in_a_client_span),
+    ("12.5", shut_down_cleanly), ("12.5", shut_down_cleanly_in_the_handler),
 ], ids=lambda x: getattr(x, "__name__", x))
 def test_right_answers_pass(capsys, exercise: str, answer) -> None:
     passes(capsys, exercise, answer)
@@ -684,6 +780,16 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "let the failed call's error reach the caller"),
     WrongAnswer("12.4", "no deadline on the backend call", (no_deadline,),
                 "give every call a deadline"),
+    WrongAnswer("12.5", "no drain pause", (no_drain,), "pause for `drain` seconds"),
+    WrongAnswer("12.5", "flushes before stopping", (flushes_before_stopping,),
+                "it ended after the flush"),
+    WrongAnswer("12.5", "never flushes (a worker runs no atexit hook)", (never_flushes,),
+                "never reached the exporter"),
+    WrongAnswer("12.5", "flushes before the calls in flight end", (flushes_before_the_calls_end,),
+                "it ended after the flush"),
+    WrongAnswer("12.5", "hard-codes a 2 s drain", (hard_codes_the_drain,), "use the argument"),
+    WrongAnswer("12.5", "drains after stopping", (drains_after_stopping,),
+                "pause for `drain` seconds"),
     WrongAnswer("12.4", "no trace context in the metadata", (no_metadata,), "separate trace"),
     WrongAnswer("12.4", "a traceparent pasted from an output", (pasted_traceparent,),
                 "separate trace"),

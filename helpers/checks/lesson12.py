@@ -40,6 +40,8 @@ from helpers.checks.core import (
     stuck_server,
     within,
 )
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from helpers.reference import Calculator, calculator_pb2, calculator_pb2_grpc
 from helpers.servers import serve
 
@@ -665,3 +667,185 @@ def check_linked_trace(add_on_backend: Callable) -> str:
     via = f" (through {own_spans} span(s) of your own)" if own_spans else ""
     return (f"two requests, two traces: each backend Add span is under its own frontend "
             f"Subtract span{via}; a backend that never answers gives DEADLINE_EXCEEDED")
+
+
+# --- 12.5 (challenge) ---------------------------------------------------------------------
+
+CLEAN_SCRIPT = """\
+import json, os, signal, sys, threading, time
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+import grpc
+from concurrent import futures
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import server_interceptor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+sys.path += [{protos!r}, {scripts!r}]  # the .proto files; scripts/parent_watch.py
+from parent_watch import watch_parent
+calculator_pb2, calculator_pb2_grpc = grpc.protos_and_services("calculator.proto")
+watch_parent()  # the check's process died: stop too
+
+GRACE, DRAIN, DELAY = {grace!r}, {drain!r}, {delay!r}
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def say(line):
+    os.write(1, (line + "\\n").encode())
+
+
+class PrintingExporter(SpanExporter):
+    \"\"\"Stands for an OTLP exporter: what it exports reached the collector.\"\"\"
+    def export(self, spans):
+        for span in spans:
+            say(f"exported span {{span.name}}")
+        return SpanExportResult.SUCCESS
+    def shutdown(self):
+        pass
+
+
+class SlowCalculator(calculator_pb2_grpc.CalculatorServicer):
+    def Add(self, request, context):
+        deadline = time.monotonic() + 3  # give the main thread time to install its handler
+        while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and time.monotonic() < deadline:
+            time.sleep(0.01)
+        say("call started")
+        time.sleep(DELAY)
+        say("call finished")
+        return calculator_pb2.AddReply(result=request.a + request.b)
+
+
+class WatchedHealth(health.HealthServicer):
+    def __init__(self):
+        self.statuses, self.not_serving_at = {{}}, None
+        super().__init__()
+    def set(self, service, status):
+        self.statuses[service] = status
+        if status == NOT_SERVING and self.not_serving_at is None:
+            self.not_serving_at = time.monotonic()
+        super().set(service, status)
+
+
+class WatchedServer:
+    def __init__(self, server, health):
+        self._server, self._health = server, health
+    def stop(self, grace=None):
+        serving = sorted(name for name, status in self._health.statuses.items() if status == SERVING)
+        since = (None if self._health.not_serving_at is None
+                 else round(time.monotonic() - self._health.not_serving_at, 3))
+        say(f"stop grace={{grace!r}} serving={{json.dumps(serving)}} after={{since!r}}")
+        return self._server.stop(grace)
+    def __getattr__(self, name):
+        return getattr(self._server, name)
+
+
+{source}
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(PrintingExporter(), schedule_delay_millis=600000))
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                     interceptors=[server_interceptor(tracer_provider=provider)])
+calculator_pb2_grpc.add_CalculatorServicer_to_server(SlowCalculator(), server)
+health_servicer = WatchedHealth()
+health_servicer.set("", SERVING)
+health_servicer.set("calculator.Calculator", SERVING)
+health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+port = server.add_insecure_port("127.0.0.1:" + "0")
+server.start()
+say(f"listening on 127.0.0.1:{{port}}")
+code = {name}(WatchedServer(server, health_servicer), health_servicer, GRACE, DRAIN, provider)
+say(f"returned {{code!r}}")
+os._exit(code)  # as a multiprocessing worker ends: no atexit hook runs, nothing flushes itself
+"""
+
+GRACE_125 = 2.5
+DRAIN_125 = 0.8  # a load balancer's probe period, shortened
+DELAY_125 = 1.6  # the call in flight: longer than the drain, shorter than drain + grace
+
+
+@exercise(
+    "12.5",
+    "Challenge: a shutdown that loses nothing",
+    notebook=LESSON,
+    hint="Three things can be lost at shutdown: traffic a load balancer still sends, calls in "
+    "flight, and telemetry still in a buffer. Each step protects one of them; what does each "
+    "step need to have finished before it runs?",
+    second_hint="A probe must still reach the server after NOT_SERVING, so the server must not "
+    "refuse calls yet. A span is exported only once its call has ended, and a TracerProvider "
+    "has a method that exports what is buffered and closes it.",
+)
+def check_clean_shutdown(shut_down_cleanly: Callable) -> str:
+    source = _source_of(shut_down_cleanly)
+    script = _script(CLEAN_SCRIPT.format(protos=PROTOS, scripts=str(processes.SCRIPTS),
+                                         grace=GRACE_125, drain=DRAIN_125, delay=DELAY_125,
+                                         source=source, name=shut_down_cleanly.__name__))
+    outcome: dict[str, Any] = {}
+    with _start(script, name="check-12.5") as server:
+        def call() -> None:
+            with _plain_channel(server.target) as channel:
+                stub = calculator_pb2_grpc.CalculatorStub(channel)
+                try:
+                    outcome["reply"] = stub.Add(calculator_pb2.AddRequest(a=20, b=22), timeout=20)
+                except grpc.RpcError as error:
+                    outcome["error"] = error
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        try:
+            server.wait_for("call started", 15)
+        except (RuntimeError, TimeoutError):
+            raise _failure(server.output()) from None
+        with _plain_channel(server.target) as probe_channel:
+            probe = health_pb2_grpc.HealthStub(probe_channel)
+            probe.Check(health_pb2.HealthCheckRequest(), timeout=5)  # connected before SIGTERM
+            server.signal(signal.SIGTERM)
+            time.sleep(DRAIN_125 / 3)  # a load balancer's probe, during the drain
+            try:
+                status = probe.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                probed = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            except grpc.RpcError as error:
+                probed = error.code().name
+        wait = DRAIN_125 + GRACE_125 + 6
+        try:
+            server.popen.wait(wait)
+        except Exception:
+            raise Mismatch(f"the server process was still running {wait:.1f} s after SIGTERM: a "
+                           "hang. Does every step end, and does your function return?")
+        caller.join(10)
+        code, lines = server.returncode, list(server.lines)
+    expect(code != -signal.SIGTERM, "the server was killed by SIGTERM (exit code -15): no handler")
+    returned = [line for line in lines if line.startswith("returned ")]
+    if not returned and any(line.startswith("Traceback") for line in lines):
+        raise _failure("\n".join(lines))
+    stops = [line for line in lines if line.startswith("stop grace=")]
+    expect(bool(stops), "server.stop(...) was never called after SIGTERM")
+    grace, rest = stops[0].removeprefix("stop grace=").split(" serving=")
+    serving, after = rest.split(" after=")
+    expect(not json.loads(serving), f"health still said SERVING for {serving} when the server "
+           "stopped: every service NOT_SERVING first")
+    expect(probed == "NOT_SERVING", f"a health probe {DRAIN_125 / 3:.2f} s after SIGTERM got "
+           f"{probed}, not NOT_SERVING: the server stopped at once, so load balancers learn "
+           "nothing; pause for `drain` seconds between NOT_SERVING and stop")
+    waited = float(after)
+    expect(waited < DRAIN_125 + 1.0, f"the server stopped {waited:.1f} s after NOT_SERVING; the "
+           f"drain passed in was {DRAIN_125} s: use the argument")
+    expect(waited >= DRAIN_125 * 0.9, f"the server stopped {waited:.2f} s after NOT_SERVING, "
+           f"before the drain of {DRAIN_125} s was over")
+    error = outcome.get("error")
+    expect(error is None, f"the call in flight was cut off ({describe_rpc_error(error)})"
+           if error else "")
+    expect(grace in (repr(GRACE_125), str(GRACE_125)),
+           f"the server was stopped with grace={grace}, not the grace passed in ({GRACE_125})")
+    exported = [line for line in lines if line.startswith("exported span ")]
+    expect(any(line.endswith("/Add") for line in exported),
+           "the span of the call in flight never reached the exporter: it was still in the "
+           "BatchSpanProcessor's buffer (or not yet ended) when the process exited; flush the "
+           "provider after the server has stopped" if not exported else
+           "the spans before SIGTERM were exported but not the call in flight's: it ended after "
+           "the flush; flush once the server has stopped")
+    expect(bool(returned), "the process ended without your function returning: sys.exit() in "
+           "the signal handler?")
+    expect(code == 0, f"the server exited with code {code}, expected 0")
+    return (f"SIGTERM: NOT_SERVING (a probe during the drain saw it), stop after {DRAIN_125} s of "
+            f"drain with grace={GRACE_125}, the call in flight finished, its span was exported "
+            "before exit, exit code 0")
