@@ -755,7 +755,7 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("12.2", "listens on the reserved port", (listens_on_the_reserved_port,),
                 "bind it, never listen"),
     WrongAnswer("12.2", "joins the workers before returning", (waits_for_the_workers,),
-                "did not return within 25 s: a hang"),
+                "did not return within 10 s: a hang"),
     WrongAnswer("12.2", "serves in the launcher itself", (serves_in_the_launcher,),
                 "inside the launcher's own process"),
     WrongAnswer("12.3", "throughput from the sum of latencies", (from_sum_of_latencies,),

@@ -366,19 +366,28 @@ WORKERS_122 = 3
 CHANNELS_122 = 24  # a chance of 3 * (1/3)**24 that they all land on one worker
 
 
-def _launcher_lines(server: processes.Process, seconds: float) -> list[str]:
-    """Wait until the launcher returned and every worker said whether it serves.
+RETURN_122 = 10  # seconds prefork may take to return once called
 
-    Ends early on a line that already decides the check, or if the launcher exited.
+
+def _launcher_lines(server: processes.Process) -> list[str]:
+    """Wait until the launcher returned and every worker it returned said whether it serves.
+
+    Ends early on a line that already decides the check, or if the launcher exited; waits
+    RETURN_122 s for prefork to return once called, then 20 s for the workers.
     """
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + 30  # the script starting: imports, the .proto compiled
+    called = returned = False
     while time.monotonic() < deadline and server.returncode is None:
         lines = list(server.lines)
         if any("inside the launcher" in line or "inherited" in line or "could not bind" in line
                for line in lines):
             break
-        returned = next((line for line in lines if line.startswith("prefork returned")), None)
-        if returned and len([line for line in lines if line.startswith("worker ")]) >= WORKERS_122:
+        if not called and "calling prefork" in lines:
+            called, deadline = True, time.monotonic() + RETURN_122
+        back = next((line for line in lines if line.startswith("prefork returned")), None)
+        if back and not returned:
+            returned, deadline = True, time.monotonic() + 20
+        if back and len([line for line in lines if line.startswith("worker ")]) >= int(back.split()[5]):
             break
         time.sleep(0.05)
     time.sleep(0.1)  # lines written at the same moment
@@ -402,7 +411,7 @@ def check_prefork(prefork: Callable) -> str:
                                            source=source, name=prefork.__name__, n=WORKERS_122))
     server = processes.start(script, name="check-12.2", wait_for_port=False)
     with server:
-        lines = _launcher_lines(server, 25)
+        lines = _launcher_lines(server)
         text = "\n".join(lines)
         if not any(line.startswith("prefork returned") for line in lines):
             if server.returncode is not None:
@@ -410,8 +419,9 @@ def check_prefork(prefork: Callable) -> str:
             inside = any("inside the launcher" in line for line in lines)
             raise Mismatch("serve_worker ran inside the launcher's own process, which then "
                            "served instead of returning: start each worker as a process" if inside
-                           else "prefork(3, serve_worker) did not return within 25 s: a hang. "
-                           "It must return once the workers are started, not wait for them")
+                           else f"prefork(3, serve_worker) did not return within {RETURN_122} s:"
+                           " a hang. It must return once the workers are started, not wait for "
+                           "them")
         returned = next(line for line in lines if line.startswith("prefork returned"))
         port = int(returned.split()[3])
         starts = [json.loads(line.removeprefix("new process ")) for line in lines
