@@ -14,7 +14,9 @@ prints is kept in `.lines`.
 No process is left behind: leaving the `with` block stops it (also when the block
 raises), starting a process with the name of one still running stops the old one
 first, and every process still running is stopped when Python exits. Each script
-runs in its own process group, so workers it forks are stopped with it.
+runs in its own process group, so workers it forks are stopped with it. And if this
+Python process is killed outright (a kernel killed with SIGKILL runs no exit code), the
+course's scripts stop by themselves: each watches its parent (scripts/parent_watch.py).
 """
 
 from __future__ import annotations
