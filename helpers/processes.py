@@ -91,6 +91,15 @@ class Process:
                                        f"{self.output(tail=15)}")
                 self._changed.wait(min(left, 0.1))
 
+    def all_lines(self, timeout: float = 5) -> list[str]:
+        """Every line, once the process has closed its output (after it exited, the last lines
+        may still be on their way through the pipe); what arrived if that takes `timeout` s."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._closed and time.monotonic() < deadline:
+                self._changed.wait(0.1)
+            return list(self.lines)
+
     def output(self, tail: int | None = None) -> str:
         """What the process printed (the last `tail` lines, if given)."""
         lines = self.lines if tail is None else self.lines[-tail:]

@@ -143,3 +143,15 @@ def test_a_script_whose_kernel_is_killed_stops(args: list[str], tmp_path: Path) 
     for pid in left:  # clean up before failing
         os.kill(pid, signal.SIGKILL)
     assert left == [], f"{left} still ran 10 s after the kernel that started them was killed"
+
+
+def test_all_lines_has_the_last_lines_of_a_process_that_exited(tmp_path: Path) -> None:
+    script = tmp_path / "chatty.py"
+    script.write_text("for i in range(2000):\n    print('line', i, flush=True)\n")
+    process = processes.start(script, name="t-chatty", wait_for_port=False)
+    try:
+        process.popen.wait(30)
+        lines = process.all_lines()
+    finally:
+        process.stop()
+    assert len(lines) == 2000 and lines[-1] == "line 1999"

@@ -203,7 +203,7 @@ def check_graceful_shutdown(run_until_sigterm: Callable) -> str:
                            f"(the grace is {GRACE_121} s): a hang. Does the handler stop the "
                            "server, and does the main thread then return?")
         caller.join(10)
-        code, lines = server.returncode, list(server.lines)
+        code, lines = server.returncode, server.all_lines()
     expect(code != -signal.SIGTERM, "the server was killed by SIGTERM (exit code -15): no handler "
            "caught the signal, so the call in flight died with the process")
     returned = [line for line in lines if line.startswith("returned ")]
@@ -832,7 +832,7 @@ def check_clean_shutdown(shut_down_cleanly: Callable) -> str:
             raise Mismatch(f"the server process was still running {wait:.1f} s after SIGTERM: a "
                            "hang. Does every step end, and does your function return?")
         caller.join(10)
-        code, lines = server.returncode, list(server.lines)
+        code, lines = server.returncode, server.all_lines()
     expect(code != -signal.SIGTERM, "the server was killed by SIGTERM (exit code -15): no handler")
     returned = [line for line in lines if line.startswith("returned ")]
     if not returned and any(line.startswith("Traceback") for line in lines):
