@@ -732,7 +732,7 @@ def low_median_high(run_batch, repeats=5, warmup=1):
 WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("12.1", "stop(0) on SIGTERM", (stops_without_grace,), "the call in flight was cut off"),
     WrongAnswer("12.1", "no SIGTERM handler", (no_handler,), "killed by SIGTERM"),
-    WrongAnswer("12.1", "exits non-zero", (exits_non_zero,), "exited with code 1"),
+    WrongAnswer("12.1", "exits non-zero", (exits_non_zero,), "your function returned 1, expected 0"),
     WrongAnswer("12.1", "health left SERVING", (forgets_health,), "health still said SERVING"),
     WrongAnswer("12.1", "hard-codes the grace", (hard_codes_grace,), "not with the grace passed in"),
     WrongAnswer("12.1", "NOT_SERVING for calculator.Calculator only", (calculator_only_not_serving,),

@@ -231,6 +231,8 @@ def check_graceful_shutdown(run_until_sigterm: Callable) -> str:
     expect("call finished" in lines and lines.index(returned[0]) > lines.index("call finished"),
            "your function returned while the call in flight was still running: wait until the "
            "server has terminated, then return")
+    expect(returned[0] == "returned 0", f"your function {returned[0]}, expected 0 (the exit "
+           "code for a clean shutdown)")
     expect(code == 0, f"the server exited with code {code} (your function {returned[0]}), "
            "expected 0: a clean shutdown")
     return (f"SIGTERM: health NOT_SERVING for every service (\"\" too), stop(grace={GRACE_121}), "
@@ -424,6 +426,8 @@ def check_prefork(prefork: Callable) -> str:
                            "them")
         returned = next(line for line in lines if line.startswith("prefork returned"))
         port = int(returned.split()[3])
+        expect(port >= 1024, f"prefork returned port {port}: let the system pick a free port "
+               "(bind port 0), never a fixed one")
         starts = [json.loads(line.removeprefix("new process ")) for line in lines
                   if line.startswith("new process ")]
         made = sorted({name for start in starts for name in start["made"]})
@@ -584,6 +588,7 @@ class _Backend(Calculator):
 
     def Add(self, request, context):
         self.calls += 1
+        time.sleep(0.1)  # a real backend takes a moment: a deadline of 0 s does not reach it
         return super().Add(request, context)
 
 
@@ -822,7 +827,10 @@ def check_clean_shutdown(shut_down_cleanly: Callable) -> str:
             raise _failure(server.output()) from None
         with _plain_channel(server.target) as probe_channel:
             probe = health_pb2_grpc.HealthStub(probe_channel)
-            probe.Check(health_pb2.HealthCheckRequest(), timeout=5)  # connected before SIGTERM
+            before = probe.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            expect(before == health_pb2.HealthCheckResponse.SERVING, "health said "
+                   f"{health_pb2.HealthCheckResponse.ServingStatus.Name(before)} before any "
+                   "SIGTERM: serve until SIGTERM comes, then shut down")
             server.signal(signal.SIGTERM)
             probed = _probe_until_not_serving(probe, DRAIN_125 * 0.7)  # a load balancer's probes
         wait = DRAIN_125 + GRACE_125 + 6
@@ -866,6 +874,7 @@ def check_clean_shutdown(shut_down_cleanly: Callable) -> str:
            "the flush; flush once the server has stopped")
     expect(bool(returned), "the process ended without your function returning: sys.exit() in "
            "the signal handler?")
+    expect(returned[0] == "returned 0", f"your function {returned[0]}, expected 0")
     expect(code == 0, f"the server exited with code {code}, expected 0")
     return (f"SIGTERM: NOT_SERVING (a probe during the drain saw it), stop after {DRAIN_125} s of "
             f"drain with grace={GRACE_125}, the call in flight finished, its span was exported "
