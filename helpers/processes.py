@@ -14,7 +14,9 @@ prints is kept in `.lines`.
 No process is left behind: leaving the `with` block stops it (also when the block
 raises), starting a process with the name of one still running stops the old one
 first, and every process still running is stopped when Python exits. Each script
-runs in its own process group, so workers it forks are stopped with it.
+runs in its own process group, so workers it forks are stopped with it. And if this
+Python process is killed outright (a kernel killed with SIGKILL runs no exit code), the
+course's scripts stop by themselves: each watches its parent (scripts/parent_watch.py).
 """
 
 from __future__ import annotations
@@ -88,6 +90,15 @@ class Process:
                     raise TimeoutError(f"{self.name} did not print {text!r} within {timeout} s:\n"
                                        f"{self.output(tail=15)}")
                 self._changed.wait(min(left, 0.1))
+
+    def all_lines(self, timeout: float = 5) -> list[str]:
+        """Every line, once the process has closed its output (after it exited, the last lines
+        may still be on their way through the pipe); what arrived if that takes `timeout` s."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._closed and time.monotonic() < deadline:
+                self._changed.wait(0.1)
+            return list(self.lines)
 
     def output(self, tail: int | None = None) -> str:
         """What the process printed (the last `tail` lines, if given)."""

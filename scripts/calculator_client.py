@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402
+from parent_watch import watch_parent  # noqa: E402  (scripts/parent_watch.py)
 
 
 # The calculator's messages and stubs, generated from protos/calculator.proto at start-up
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("target", help="host:port the server printed")
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args()
+    watch_parent()  # whoever started this process died, even by SIGKILL: stop too
     start = time.perf_counter()
     with grpc.insecure_channel(args.target) as channel:
         stub = calculator_pb2_grpc.CalculatorStub(channel)

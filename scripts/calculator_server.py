@@ -14,6 +14,10 @@ Options:
   --grace S         seconds the calls in flight get on SIGTERM (default 5)
   --no-graceful     install no SIGTERM handler: SIGTERM kills the process, as by default
 
+Whatever the way this process was started, it stops (as on SIGTERM) when the process
+that started it dies, even by SIGKILL: see scripts/parent_watch.py. So does every worker
+when its launcher dies.
+
 Every reply carries the pid of the process that served it, in the trailing
 metadata `served-by`. The server also offers health and reflection.
 
@@ -29,9 +33,11 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import queue
 import signal
 import socket
 import sys
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
@@ -42,6 +48,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # before importing grpc: it is 
 import grpc  # noqa: E402  (importing grpc creates no gRPC object: forking later is safe)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
+from parent_watch import watch_parent  # noqa: E402  (scripts/parent_watch.py, next to this file)
 
 
 # The calculator's messages and stubs, generated from protos/calculator.proto at start-up
@@ -187,36 +194,66 @@ def reserve_port() -> socket.socket:
     return sock
 
 
-def worker(args: argparse.Namespace, port: int, ready: multiprocessing.Queue) -> None:
+def worker(args: argparse.Namespace, port: int, ready: multiprocessing.Queue, launcher: int) -> None:
     """One worker process: its own gRPC server on the shared port, created after the fork."""
+    watch_parent(launcher)  # the launcher died, even by SIGKILL: shut down too
     server, health_servicer, _ = make_server(args, port)
     sys.exit(run_until_sigterm(server, health_servicer, args.grace,
                                announce=lambda: ready.put(os.getpid())))
 
 
 def serve_prefork(args: argparse.Namespace) -> int:
-    """Start N workers before any gRPC object exists in this process; forward SIGTERM to them."""
+    """Start N workers before any gRPC object exists in this process; on SIGTERM, stop them.
+
+    A worker that dies is reported and not replaced; the others keep serving. On SIGTERM
+    (or SIGINT) every live worker gets SIGTERM and `--grace` seconds (plus one to exit);
+    one still running after that is killed. The exit code is 0 only if every worker exited 0.
+    """
+    stopping = threading.Event()
     with reserve_port() as sock:
         port = sock.getsockname()[1]
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context("fork")  # a worker is a copy of this process
         ready = context.Queue()
-        workers = [context.Process(target=worker, args=(args, port, ready))
+        workers = [context.Process(target=worker, args=(args, port, ready, os.getpid()))
                    for _ in range(args.workers)]
         for process in workers:
             process.start()
-
-        def forward(signum: int, frame: object) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda signum, frame: stopping.set())
+        pids: list[int] = []
+        deadline = time.monotonic() + 30
+        while (len(pids) < len(workers) and not stopping.is_set() and time.monotonic() < deadline
+               and all(process.exitcode is None for process in workers)):
+            try:
+                pids.append(ready.get(timeout=0.1))
+            except queue.Empty:
+                pass
+        if len(pids) == len(workers):
+            print(f"listening on {ADDRESS}:{port} (pid {os.getpid()}, "
+                  f"{len(pids)} workers: {sorted(pids)})", flush=True)
+        else:
+            print(f"only {len(pids)} of {len(workers)} workers started", flush=True)
+            stopping.set()
+        reported: set[int] = set()
+        while not stopping.wait(0.1):  # wakes for SIGTERM, or to look at the workers
             for process in workers:
-                if process.pid is not None:
-                    os.kill(process.pid, signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        pids = [ready.get(timeout=30) for _ in workers]
-        print(f"listening on {ADDRESS}:{port} (pid {os.getpid()}, "
-              f"{len(pids)} workers: {sorted(pids)})", flush=True)
-        for process in workers:
-            process.join()
+                if process.exitcode is not None and process.pid not in reported:
+                    reported.add(process.pid)  # exitcode reaps it: its pid is no longer ours
+                    print(f"worker {process.pid} exited with code {process.exitcode}", flush=True)
+            if len(reported) == len(workers):
+                break
+    # Never os.kill a pid we reaped already: the system may have given it to another process.
+    # terminate() and kill() skip a worker that has exited.
+    for process in workers:
+        process.terminate()
+    deadline = time.monotonic() + args.grace + 1
+    for process in workers:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in workers:
+        if process.exitcode is None:
+            print(f"worker {process.pid} still running after the grace: SIGKILL", flush=True)
+            process.kill()
+            process.join(5)
     codes = [process.exitcode for process in workers]
     print(f"workers exited with {codes}", flush=True)
     return 0 if all(code == 0 for code in codes) else 1
@@ -231,6 +268,7 @@ def main() -> int:
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--no-graceful", action="store_true")
     args = parser.parse_args()
+    watch_parent()  # whoever started this process died, even by SIGKILL: shut down too
     if args.kind == "aio":
         return asyncio.run(serve_aio(args))
     if args.workers > 1:

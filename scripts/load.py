@@ -1,10 +1,12 @@
 """A load generator in its own process: `python scripts/load.py 127.0.0.1:PORT [options]`.
 
-It calls Add on the target with `--concurrency` calls in flight, spread over
-`--channels` channels (each with its own connection), first `--warmup` calls
+It calls Add on the target with `--concurrency` callers, each keeping one call in flight
+on one of `--channels` channels (each with its own connection); the callers share one
+budget of calls, so a server process that answers faster gets more of them. First `--warmup` calls
 that are not measured, then `--repeats` measured runs of `--calls` calls each.
 It prints one line per run and, last, one JSON line with every number:
-{"walls": [s, ...], "latencies": [[s, ...], ...], "pids": [...]}.
+{"walls": [s, ...], "latencies": [[s, ...], ...], "pids": [...], "served": {pid: calls}}
+(served: how many measured calls each server process answered, over all repeats).
 
 Why a separate process: a load generator in the server's own process competes
 with it for the same GIL, so you would measure the two together.
@@ -17,6 +19,7 @@ import asyncio
 import json
 import os
 import statistics
+from collections import Counter
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402
+from parent_watch import watch_parent  # noqa: E402  (scripts/parent_watch.py)
 
 
 # The calculator's messages and stubs, generated from protos/calculator.proto at start-up
@@ -37,22 +41,21 @@ calculator_pb2, calculator_pb2_grpc = grpc.protos_and_services("calculator.proto
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
-async def run(stubs: list, calls: int, concurrency: int, pids: set[str]) -> tuple[float, list[float]]:
+async def run(stubs: list, calls: int, concurrency: int, pids: Counter) -> tuple[float, list[float]]:
     """Make `calls` Add calls, `concurrency` at a time; return (wall seconds, latencies)."""
     latencies: list[float] = []
     next_index = iter(range(calls))
 
-    async def caller() -> None:
+    async def caller(stub) -> None:  # one caller per connection, all sharing the budget
         for index in next_index:
-            stub = stubs[index % len(stubs)]
             start = time.perf_counter()
             call = stub.Add(calculator_pb2.AddRequest(a=index, b=1), timeout=60)
             await call
             latencies.append(time.perf_counter() - start)
-            pids.add(dict(await call.trailing_metadata()).get("served-by", "?"))
+            pids[dict(await call.trailing_metadata()).get("served-by", "?")] += 1
 
     start = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    await asyncio.gather(*(caller(stubs[i % len(stubs)]) for i in range(concurrency)))
     return time.perf_counter() - start, latencies
 
 
@@ -63,19 +66,21 @@ async def main_async(args: argparse.Namespace) -> dict:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), 30)
         stubs = [calculator_pb2_grpc.CalculatorStub(channel) for channel in channels]
-        pids: set[str] = set()
+        served: Counter = Counter()
         if args.warmup:
-            await run(stubs, args.warmup, args.concurrency, pids)  # connections, caches, JIT-free warm-up
+            await run(stubs, args.warmup, args.concurrency, Counter())  # connections, caches
         walls, all_latencies = [], []
         for repeat in range(args.repeats):
-            pids.clear()
+            pids: Counter = Counter()
             wall, latencies = await run(stubs, args.calls, args.concurrency, pids)
+            served.update(pids)
             walls.append(wall)
             all_latencies.append(latencies)
             print(f"run {repeat + 1}: {args.calls} calls in {wall:.3f} s = "
                   f"{args.calls / wall:.0f} calls/s, p50 {statistics.median(latencies) * 1000:.1f} ms,"
                   f" served by {len(pids)} process(es)", flush=True)
-        return {"walls": walls, "latencies": all_latencies, "pids": sorted(pids)}
+        return {"walls": walls, "latencies": all_latencies, "pids": sorted(served),
+                "served": dict(served)}
     finally:
         for channel in channels:
             await channel.close()
@@ -90,6 +95,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    watch_parent()  # whoever started this process died, even by SIGKILL: stop too
     result = asyncio.run(main_async(args))
     print(json.dumps(result), flush=True)
     return 0

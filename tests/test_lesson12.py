@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import statistics
+import sys
 import time
 
 import grpc
@@ -20,7 +21,7 @@ from opentelemetry import propagate
 from helpers import processes, telemetry
 from helpers.reference import calculator_pb2, calculator_pb2_grpc
 
-health_pb2 = None  # answers for 12.1 run in the check's script, which imports health_pb2
+from grpc_health.v1 import health_pb2
 
 # --- helpers.processes ------------------------------------------------------------------
 
@@ -174,8 +175,21 @@ def run_until_sigterm_with_an_event(server, health, grace):
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     stopping.wait()
-    health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    health.enter_graceful_shutdown()
     server.stop(grace=grace).wait()
+    return 0
+
+
+def run_until_sigterm_with_a_drain_pause(server, health, grace):
+    """NOT_SERVING, a pause for load balancers to notice, then stop; SIGINT too."""
+    def on_signal(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(0.2)
+        server.stop(grace)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    server.wait_for_termination()
     return 0
 
 
@@ -194,6 +208,118 @@ def prefork(n, serve_worker):
     return port, workers
 
 
+def prefork_with_spawn(n, serve_worker):
+    """The "spawn" start method: each worker is a fresh interpreter (serve_worker must be
+    importable, as it is in a script)."""
+    import multiprocessing
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=serve_worker, args=(port,)) for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    return port, workers
+
+
+def shut_down_cleanly(server, health, grace, drain, provider):
+    import threading
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    stopping.wait()
+    health.enter_graceful_shutdown()
+    time.sleep(drain)
+    server.stop(grace).wait()
+    provider.shutdown()
+    return 0
+
+
+def shut_down_cleanly_in_the_handler(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.force_flush()
+    return 0
+
+
+def no_drain(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.shutdown()
+    return 0
+
+
+def flushes_before_stopping(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        provider.shutdown()  # "flush first, while everything still works"
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def never_flushes(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def flushes_before_the_calls_end(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(drain)
+        server.stop(grace)
+        provider.shutdown()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def hard_codes_the_drain(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        time.sleep(2)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.shutdown()
+    return 0
+
+
+def drains_after_stopping(server, health, grace, drain, provider):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        server.stop(grace)
+        time.sleep(drain)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    provider.shutdown()
+    return 0
+
+
 def benchmark(run_batch, repeats=5, warmup=1):
     for _ in range(warmup):
         run_batch()
@@ -208,13 +334,13 @@ def benchmark(run_batch, repeats=5, warmup=1):
 def benchmark_from_walls(run_batch, repeats=5, warmup=1):
     for _ in range(warmup):
         run_batch()
-    walls, count = [], 0
+    measured = []
     for _ in range(repeats):
         start = time.monotonic()
         count = len(run_batch())
-        walls.append(time.monotonic() - start)
-    walls.sort()
-    return count / walls[len(walls) // 2], count / walls[-1], count / walls[0]
+        measured.append(count / (time.monotonic() - start))
+    measured.sort()
+    return measured[len(measured) // 2], measured[0], measured[-1]
 
 
 def add_on_backend(stub, a, b):
@@ -223,6 +349,18 @@ def add_on_backend(stub, a, b):
     reply = stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(carrier.items()),
                      timeout=5)
     return reply.result
+
+
+def add_on_backend_in_a_client_span(stub, a, b):
+    """A CLIENT span of its own, from the global tracer provider (the notebook's)."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("frontend")
+    with tracer.start_as_current_span("call Add", kind=trace.SpanKind.CLIENT):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=tuple(carrier.items()),
+                        timeout=3).result
 
 
 def add_on_backend_with_tuples(stub, a, b):
@@ -235,9 +373,12 @@ def add_on_backend_with_tuples(stub, a, b):
 
 @pytest.mark.parametrize("exercise, answer", [
     ("12.1", run_until_sigterm), ("12.1", run_until_sigterm_with_an_event),
-    ("12.2", prefork),
+    ("12.1", run_until_sigterm_with_a_drain_pause),
+    ("12.2", prefork), ("12.2", prefork_with_spawn),
     ("12.3", benchmark), ("12.3", benchmark_from_walls),
     ("12.4", add_on_backend), ("12.4", add_on_backend_with_tuples),
+    ("12.4", add_on_backend_in_a_client_span),
+    ("12.5", shut_down_cleanly), ("12.5", shut_down_cleanly_in_the_handler),
 ], ids=lambda x: getattr(x, "__name__", x))
 def test_right_answers_pass(capsys, exercise: str, answer) -> None:
     passes(capsys, exercise, answer)
@@ -286,6 +427,47 @@ def hard_codes_grace(server, health, grace):
     return 0
 
 
+def calculator_only_not_serving(server, health, grace):
+    def on_sigterm(signum, frame):
+        health.set("calculator.Calculator", health_pb2.HealthCheckResponse.NOT_SERVING)
+        server.stop(grace)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def exits_in_the_handler(server, health, grace):
+    def on_sigterm(signum, frame):
+        health.enter_graceful_shutdown()
+        server.stop(grace).wait()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def stops_before_health(server, health, grace):
+    def on_sigterm(signum, frame):
+        server.stop(grace)
+        health.enter_graceful_shutdown()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server.wait_for_termination()
+    return 0
+
+
+def returns_without_waiting(server, health, grace):
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    while not stopping:
+        time.sleep(0.05)
+    health.enter_graceful_shutdown()
+    server.stop(grace)
+    return 0
+
+
 def reserves_without_reuseport(n, serve_worker):
     import multiprocessing
     import socket
@@ -310,13 +492,73 @@ def forks_after_making_a_channel(n, serve_worker):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    probe = grpc.insecure_channel(f"127.0.0.1:{port}")  # "to check the port later"
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as probe:  # "is the port free?"
+        probe.close()
     workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
                for _ in range(n)]
     for worker in workers:
         worker.start()
-    probe.close()
     return port, workers
+
+
+def closes_the_socket_before_forking(n, serve_worker):
+    import multiprocessing
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
+               for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    return port, workers
+
+
+def listens_on_the_reserved_port(n, serve_worker):
+    import multiprocessing
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
+               for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    return port, workers
+
+
+def waits_for_the_workers(n, serve_worker):
+    import multiprocessing
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    workers = [multiprocessing.get_context("fork").Process(target=serve_worker, args=(port,))
+               for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return port, workers
+
+
+def serves_in_the_launcher(n, serve_worker):
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    for _ in range(n):
+        serve_worker(port)
+    return port, []
 
 
 def uses_threads(n, serve_worker):
@@ -398,25 +640,156 @@ def computes_locally(stub, a, b):
     return a + b
 
 
+_CACHED: dict[str, str] = {}
+
+
+def caches_the_traceparent(stub, a, b):
+    if not _CACHED:
+        propagate.inject(_CACHED)  # "computed once, it is the same header every time"
+    return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(_CACHED.items()),
+                    timeout=5).result
+
+
+def swallows_the_error(stub, a, b):
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    try:
+        return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(carrier.items()),
+                        timeout=5).result
+    except grpc.RpcError:
+        return 0
+
+
+def no_deadline(stub, a, b):
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(carrier.items())).result
+
+
+def from_the_longest_latency(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        latencies = run_batch()
+        rates.append(len(latencies) / max(latencies))  # "the batch lasts as long as its slowest call"
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def from_the_mean_latency(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        latencies = run_batch()
+        rates.append(len(latencies) / statistics.mean(latencies))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def assumes_ten_calls(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_batch()
+        rates.append(10 / (time.perf_counter() - start))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def hard_codes_five_repeats(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        latencies = run_batch()
+        rates.append(len(latencies) / (time.perf_counter() - start))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def keeps_rates_between_runs(run_batch, repeats=5, warmup=1, rates=[]):  # noqa: B006
+    for _ in range(warmup):
+        run_batch()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        latencies = run_batch()
+        rates.append(len(latencies) / (time.perf_counter() - start))
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def low_median_high(run_batch, repeats=5, warmup=1):
+    for _ in range(warmup):
+        run_batch()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        latencies = run_batch()
+        rates.append(len(latencies) / (time.perf_counter() - start))
+    return min(rates), statistics.median(rates), max(rates)
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("12.1", "stop(0) on SIGTERM", (stops_without_grace,), "the call in flight was cut off"),
     WrongAnswer("12.1", "no SIGTERM handler", (no_handler,), "killed by SIGTERM"),
-    WrongAnswer("12.1", "exits non-zero", (exits_non_zero,), "exited with code 1"),
+    WrongAnswer("12.1", "exits non-zero", (exits_non_zero,), "your function returned 1, expected 0"),
     WrongAnswer("12.1", "health left SERVING", (forgets_health,), "health still said SERVING"),
     WrongAnswer("12.1", "hard-codes the grace", (hard_codes_grace,), "not with the grace passed in"),
+    WrongAnswer("12.1", "NOT_SERVING for calculator.Calculator only", (calculator_only_not_serving,),
+                "health still said SERVING for ''"),
+    WrongAnswer("12.1", "sys.exit() in the signal handler", (exits_in_the_handler,),
+                "sys.exit() (or an exception) in the signal handler"),
+    WrongAnswer("12.1", "stop(grace) before NOT_SERVING", (stops_before_health,),
+                "health still said SERVING"),
+    WrongAnswer("12.1", "returns without waiting for the server", (returns_without_waiting,),
+                "returned while the call in flight was still running"),
     WrongAnswer("12.2", "binds without SO_REUSEPORT", (reserves_without_reuseport,),
                 "needs SO_REUSEPORT"),
-    WrongAnswer("12.2", "forks after creating a channel", (forks_after_making_a_channel,),
-                "created a server or channel before forking"),
+    WrongAnswer("12.2", "opens and closes a channel before forking", (forks_after_making_a_channel,),
+                "the launcher created gRPC objects (grpc.insecure_channel)"),
     WrongAnswer("12.2", "threads instead of processes", (uses_threads,),
                 "inside the launcher's own process"),
     WrongAnswer("12.2", "ignores n", (ignores_n,), "1 worker process(es) served, expected n = 3"),
+    WrongAnswer("12.2", "closes the reserving socket before forking",
+                (closes_the_socket_before_forking,), "the reserving socket was closed"),
+    WrongAnswer("12.2", "listens on the reserved port", (listens_on_the_reserved_port,),
+                "bind it, never listen"),
+    WrongAnswer("12.2", "joins the workers before returning", (waits_for_the_workers,),
+                "did not return within 10 s: a hang"),
+    WrongAnswer("12.2", "serves in the launcher itself", (serves_in_the_launcher,),
+                "inside the launcher's own process"),
     WrongAnswer("12.3", "throughput from the sum of latencies", (from_sum_of_latencies,),
                 "sum of latencies"),
     WrongAnswer("12.3", "mean instead of median", (with_the_mean,), "the mean of the repeats"),
     WrongAnswer("12.3", "no warm-up", (without_warmup,), "run_batch was called 5 times"),
     WrongAnswer("12.3", "warm-up counted in the spread", (measures_the_warmup_too,),
                 "is a warm-up batch"),
+    WrongAnswer("12.3", "throughput from the longest latency", (from_the_longest_latency,),
+                "the longest latency"),
+    WrongAnswer("12.3", "throughput from the mean latency", (from_the_mean_latency,),
+                "the mean latency"),
+    WrongAnswer("12.3", "assumes 10 calls per batch", (assumes_ten_calls,), "10 calls per batch"),
+    WrongAnswer("12.3", "hard-codes 5 repeats", (hard_codes_five_repeats,),
+                "with repeats=3, warmup=0: run_batch was called 5 times"),
+    WrongAnswer("12.3", "keeps its rates between runs", (keeps_rates_between_runs,),
+                "with repeats=3, warmup=0: the median"),
+    WrongAnswer("12.3", "(low, median, high)", (low_median_high,), "not in the order"),
+    WrongAnswer("12.4", "a traceparent computed once and cached", (caches_the_traceparent,),
+                "computed once and reused"),
+    WrongAnswer("12.4", "swallows the backend's error", (swallows_the_error,),
+                "let the failed call's error reach the caller"),
+    WrongAnswer("12.4", "no deadline on the backend call", (no_deadline,),
+                "give every call a deadline"),
+    WrongAnswer("12.5", "no drain pause", (no_drain,), "pause for `drain` seconds"),
+    WrongAnswer("12.5", "flushes before stopping", (flushes_before_stopping,),
+                "it ended after the flush"),
+    WrongAnswer("12.5", "never flushes (a worker runs no atexit hook)", (never_flushes,),
+                "never reached the exporter"),
+    WrongAnswer("12.5", "flushes before the calls in flight end", (flushes_before_the_calls_end,),
+                "it ended after the flush"),
+    WrongAnswer("12.5", "hard-codes a 2 s drain", (hard_codes_the_drain,), "use the argument"),
+    WrongAnswer("12.5", "drains after stopping", (drains_after_stopping,),
+                "pause for `drain` seconds"),
     WrongAnswer("12.4", "no trace context in the metadata", (no_metadata,), "separate trace"),
     WrongAnswer("12.4", "a traceparent pasted from an output", (pasted_traceparent,),
                 "separate trace"),
