@@ -252,7 +252,7 @@ def create_route(add_create_route: Callable) -> str:
 )
 def carried_across(call_options: Callable) -> str:
     service = WatchedUserService()
-    server, app = _gateway(service, "carried", call_options=call_options)
+    server, app = _gateway(service, "carried", call_options=call_options, request_edge=False)
     user = service.store.create("Ada", "ada@example.com")
 
     async def get(headers: dict[str, str]) -> tuple[Any, Any]:
