@@ -35,7 +35,7 @@ import re
 import threading
 import uuid
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any, AsyncIterator, Callable, Literal
 
@@ -271,7 +271,6 @@ class _Outcome:
     status: int | None = None
     started: bool = False
     cancelled: bool = False
-    headers: list = field(default_factory=list)
 
     def wrap(self, send: Callable) -> Callable:
         async def send_with_id(message: dict) -> None:
