@@ -16,7 +16,7 @@ from typing import Any, Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from helpers.checks.core import exercise, expect, expect_error_status, within
+from helpers.checks.core import down_target, exercise, expect, expect_error_status, within
 from helpers.reference.production import (
     LastHop,
     Worker,
@@ -159,8 +159,10 @@ def cancel_downstream(middle_class: type) -> str:
     "A client that waits for its server",
     notebook=LESSON,
     hint="By default a call to a server that is not listening fails at once with UNAVAILABLE; "
-    "there is a call option that makes it wait instead, bounded by the deadline.",
-    second_hint="return stub.Work(request, timeout=timeout, wait_for_ready=True)",
+    "look at the keyword arguments a stub call takes besides timeout=.",
+    second_hint="One call option makes the call wait for a connection instead of failing "
+    "fast; the timeout you were given bounds the wait. When nobody comes, let the "
+    "RpcError out: the caller decides.",
 )
 def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
     port = free_port()
@@ -178,6 +180,9 @@ def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
             expect(error.code() != grpc.StatusCode.UNAVAILABLE,
                    "the call failed with UNAVAILABLE before the server came up (0.6 s later): "
                    "calls fail fast by default; ask this one to wait for the server")
+            expect(error.code() != grpc.StatusCode.DEADLINE_EXCEEDED,
+                   "the call ended with DEADLINE_EXCEEDED though it was given timeout=6 and "
+                   "the server came up 0.6 s later: use the timeout you were given")
             raise
         expect(getattr(reply, "server", None) == "late starter" and late.calls == 1,
                f"call_when_ready returned {reply!r}, not the late server's reply "
@@ -189,47 +194,75 @@ def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
         if "check-late" in running():
             running()["check-late"].stop()
 
-    nobody = grpc.insecure_channel(f"127.0.0.1:{free_port()}")
-    try:
-        start = time.monotonic()
+    gave_up = []
+    for budget in (0.4, 1.0):
+        nobody = grpc.insecure_channel(down_target())
         try:
-            within(4, lambda: call_when_ready(pb2_grpc.WorkerStub(nobody), pb2.WorkRequest(), 1.0),
-                   "with no server at all and timeout=1.0, the call must give up after about 1 s: "
-                   "pass the timeout you were given to the call")
-        except grpc.RpcError as error:
-            expect_error_status(error, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                "with no server at all, the call")
-        else:
-            expect(False, "with no server at all, call_when_ready returned instead of failing")
-        waited = time.monotonic() - start
-        expect(waited > 0.8, f"with no server, the call gave up after {waited:.2f} s, "
-               "before its 1 s deadline: wait for the server up to the deadline")
-    finally:
-        nobody.close()
+            start = time.monotonic()
+            try:
+                result = within(budget + 3, lambda: call_when_ready(
+                    pb2_grpc.WorkerStub(nobody), pb2.WorkRequest(), budget),
+                    f"with no server at all and timeout={budget}, the call must give up after "
+                    f"about {budget} s: pass the timeout you were given to the call")
+            except grpc.RpcError as error:
+                expect_error_status(error, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    "with no server at all, the call")
+            else:
+                expect(False, f"with no server at all, call_when_ready returned {result!r} "
+                       "instead of raising: let the RpcError (DEADLINE_EXCEEDED) reach the "
+                       "caller, who decides what to do")
+            waited = time.monotonic() - start
+            expect(waited > budget * 0.8, f"with no server and timeout={budget}, the call gave "
+                   f"up after {waited:.2f} s, before its deadline: wait for the server up to "
+                   "the deadline")
+            expect(waited < budget + 0.5, f"with no server and timeout={budget}, the call gave "
+                   f"up after {waited:.2f} s: use the timeout you were given, not one of yours")
+            gave_up.append(f"{waited:.1f} s for timeout={budget}")
+        finally:
+            nobody.close()
     return ("the call waited for a server that started 0.6 s later and reached it; with no "
-            "server it gave up at its 1 s deadline with DEADLINE_EXCEEDED")
+            f"server it raised DEADLINE_EXCEEDED at its deadline ({', '.join(gave_up)})")
+
+
+UNSAFE_TO_RETRY = {
+    "DEADLINE_EXCEEDED": "the deadline covers every attempt, so a retry has no time left, "
+    "and the first attempt may still be running on the server",
+    "INTERNAL": "a server bug; the call may have run, and will fail the same way again",
+    "UNKNOWN": "an uncaught exception in the handler; the call may have run, and a retry "
+    "repeats the crash",
+}
 
 
 @exercise(
     "10.5",
     "A service config that spreads calls and retries",
     notebook=LESSON,
-    hint="Two keys of the service config: one chooses the load-balancing policy, the other "
-    "(methodConfig) gives methods a retryPolicy. The default policy uses one server only.",
-    second_hint='{"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [{"name": '
-    '[{"service": "production.Worker"}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": '
-    '"0.05s", "maxBackoff": "0.5s", "backoffMultiplier": 2, "retryableStatusCodes": '
-    '["UNAVAILABLE"]}}]}',
+    hint="A service config (JSON) has a key that chooses the load-balancing policy and one "
+    "that gives methods a retryPolicy; gRPC's service config and retry documents list their "
+    "fields. The default policy uses one server only.",
+    second_hint="A retryPolicy needs all of maxAttempts, initialBackoff, maxBackoff (durations "
+    "as strings ending in s), backoffMultiplier and retryableStatusCodes. Retry only what "
+    "says the call never reached a working server.",
 )
 def round_robin_retries(service_config: Any) -> str:
     if callable(service_config):  # a function that returns the config
         service_config = service_config()
     text = service_config if isinstance(service_config, str) else json.dumps(service_config)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = {}
+    for method in parsed.get("methodConfig", []) if isinstance(parsed, dict) else []:
+        codes = {str(code).upper() for code in
+                 (method.get("retryPolicy") or {}).get("retryableStatusCodes", [])}
+        for code, why in UNSAFE_TO_RETRY.items():
+            expect(code not in codes, f"retryableStatusCodes has {code}: {why}")
     workers = [Worker("sick", fail=True), Worker("w1"), Worker("w2")]
     servers = [serve(pb2_grpc.add_WorkerServicer_to_server, worker, name=f"check-rr-{worker.name}")
                for worker in workers]
     target = "ipv4:" + ",".join(server.target for server in servers)
     outcomes: Counter = Counter()
+    first_error: list[str] = []
     try:
         with grpc.insecure_channel(target, options=[("grpc.service_config", text)]) as channel:
             stub = pb2_grpc.WorkerStub(channel)
@@ -238,9 +271,13 @@ def round_robin_retries(service_config: Any) -> str:
                     outcomes[stub.Work(pb2.WorkRequest(), timeout=5).server] += 1
                 except grpc.RpcError as error:
                     outcomes[error.code().name] += 1
+                    first_error.append(f"{error.code().name}: {error.details()}")
     finally:
         for server in servers:
             server.stop()
+    invalid = [code for code in outcomes if code == "INVALID_ARGUMENT"]
+    if invalid:
+        expect(False, f"gRPC refused the service config: {first_error[0]}")
     reached = [worker.name for worker in workers if worker.calls]
     expect(len(reached) > 1,
            f"every attempt went to one server ({reached[0] if reached else 'none'}), the first "
@@ -255,6 +292,39 @@ def round_robin_retries(service_config: Any) -> str:
            "spread the calls with round_robin")
     return ("30 calls all answered, by both healthy servers; every attempt that reached the "
             "sick server was retried on another one")
+
+
+class _WatchedEvent:
+    """The event stop() returns, noting whether anyone waited on it."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event, self.waited_on = event, False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited_on = True
+        return self._event.wait(timeout)
+
+    def is_set(self) -> bool:
+        self.waited_on = True
+        return self._event.is_set()
+
+
+class _StopWatcher:
+    """The real grpc.Server, noting what health said when stop() was called."""
+
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer) -> None:
+        self._server, self._health = server, health_servicer
+        self.health_at_stop: Any = None
+        self.stopped: _WatchedEvent | None = None
+
+    def stop(self, grace: float | None) -> "_WatchedEvent":
+        request = health_pb2.HealthCheckRequest(service="")
+        self.health_at_stop = self._health.Check(request, None).status
+        self.stopped = _WatchedEvent(self._server.stop(grace))
+        return self.stopped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
 
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -278,9 +348,11 @@ def _watch(stub, service: str, saw: list) -> None:
     "10.4",
     "A graceful shutdown that loses no call",
     notebook=LESSON,
-    hint="Three steps, in order: tell health checkers to stop sending traffic, stop the server "
-    "with a grace period, and wait until it has really stopped.",
-    second_hint="health.enter_graceful_shutdown(); server.stop(grace).wait()",
+    hint="What must a load balancer learn before the server stops taking calls, and what "
+    "does stop() return?",
+    second_hint="The health servicer has a method for a shutdown that marks every service "
+    "NOT_SERVING; stop(grace) returns at once, with something to wait on that is set when the "
+    "last call has finished (or the grace ran out).",
 )
 def graceful(graceful_shutdown: Callable[..., Any]) -> str:
     health_servicer = health.HealthServicer()
@@ -309,8 +381,11 @@ def graceful(graceful_shutdown: Callable[..., Any]) -> str:
         in_flight = [stub.Work.future(pb2.WorkRequest(work_ms=800), timeout=10) for _ in range(3)]
         while worker.calls < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        within(10, lambda: graceful_shutdown(server.grpc_server, health_servicer, 2.0),
+        watched = _StopWatcher(server.grpc_server, health_servicer)
+        started = time.monotonic()
+        within(10, lambda: graceful_shutdown(watched, health_servicer, 2.0),
                "stop with a grace period of `grace` seconds, not None")
+        took = time.monotonic() - started
         finished = worker.finished
         lost = []
         for call in in_flight:
@@ -329,6 +404,14 @@ def graceful(graceful_shutdown: Callable[..., Any]) -> str:
                "stop(None) or stop(0) aborts them; give them a grace period")
         expect(finished == 3, f"graceful_shutdown returned when {finished} of 3 calls in "
                "flight had finished: wait on the event that stop() returns")
+        expect(watched.health_at_stop == NOT_SERVING,
+               "stop() was called while health still said SERVING: in that order load "
+               "balancers keep sending new calls to a server that refuses them; mark it "
+               "NOT_SERVING first, then stop")
+        expect(watched.stopped is not None and watched.stopped.waited_on,
+               f"graceful_shutdown returned after {took:.1f} s without waiting on the event "
+               "stop() returns (a sleep?): a sleep guesses, the event is set when the server "
+               "has really stopped; wait on the event")
         try:
             pb2_grpc.WorkerStub(channel).Work(pb2.WorkRequest(), timeout=2)
         except grpc.RpcError as error:
@@ -340,5 +423,6 @@ def graceful(graceful_shutdown: Callable[..., Any]) -> str:
     finally:
         channel.close()
         server.stop()
-    return ("health went NOT_SERVING for the server and the service, 3 calls in flight "
-            "finished, then the server stopped and refused new calls")
+    return ("health went NOT_SERVING for the server and the service before stop(), 3 calls "
+            f"in flight finished, the shutdown waited on stop()'s event ({took:.1f} s: open health "
+            "Watch streams hold a stop for its whole grace), then the server refused new calls")
