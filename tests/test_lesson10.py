@@ -101,6 +101,17 @@ class FutureWithoutTimeout(Middle):
             return call.result()
 
 
+class CallbackAfterResult(Middle):
+    """Cancels on the caller's cancel, but registers that only once the result is in."""
+
+    def Relay(self, request, context):
+        call = self.next_stub.Relay.future(request, timeout=self.budget(context))
+        with passing_errors_on(context):
+            result = call.result()
+        context.add_callback(call.cancel)
+        return result
+
+
 class ChecksIsActiveOnce(Middle):
     """Looks at context.is_active() before calling, never again."""
 
@@ -236,8 +247,8 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("10.2", "a blocking call that is never cancelled", (BlockingMiddle,),
                 "went on working"),
     WrongAnswer("10.2", "a future without timeout=", (FutureWithoutTimeout,), "saw no deadline"),
-    WrongAnswer("10.2", "a future cancelled but without timeout= on a stuck next hop",
-                (FutureWithoutTimeout,), "saw no deadline"),
+    WrongAnswer("10.2", "registers the cancel callback only after call.result()",
+                (CallbackAfterResult,), "went on working"),
     WrongAnswer("10.2", "checks is_active() once, before calling", (ChecksIsActiveOnce,),
                 "must cancel its own outgoing call"),
     WrongAnswer("10.3", "no wait_for_ready: fails fast", (fails_fast,), "UNAVAILABLE"),

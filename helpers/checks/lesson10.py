@@ -84,8 +84,8 @@ def _expect_budget(last: LastHop, caller_deadline: float, margin: float, timeout
     notebook=LESSON,
     hint="An outgoing call made inside a handler gets no deadline unless you give it one; "
     "the handler's own context knows how much time the caller left.",
-    second_hint="budget = context.time_remaining() - self.margin; call the next stub with "
-    "timeout=budget, and abort with DEADLINE_EXCEEDED when the budget is not positive.",
+    second_hint="The context has a method that tells how many seconds are left; keep "
+    "self.margin of them for yourself. What should happen when nothing is left to pass on?",
 )
 def deadline_budget(middle_class: type) -> str:
     checked = []
@@ -121,9 +121,9 @@ def deadline_budget(middle_class: type) -> str:
     notebook=LESSON,
     hint="A blocking call cannot be cancelled from another thread; a call started with "
     ".future() can, and the handler's context can tell you when your own caller is gone.",
-    second_hint="call = self.next_stub.Relay.future(request, timeout=budget); "
-    "context.add_callback(call.cancel) (if it returns False, cancel at once); "
-    "then return call.result().",
+    second_hint="The context can run a function of yours when the call ends for any reason, "
+    "cancel included; register it before you wait for the next hop, and mind what it returns "
+    "when the call has already ended.",
 )
 def cancel_downstream(middle_class: type) -> str:
     margin = 0.3
