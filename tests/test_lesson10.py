@@ -236,7 +236,96 @@ def does_not_wait(server, health, grace):
     server.stop(grace)
 
 
+# --- 10.6: a call that survives a restart ------------------------------------------
+
+
+def call_through_restart(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0),
+                             wait_for_ready=True)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= deadline:
+                raise
+
+
+def call_through_restart_with_a_pause(stub, request, seconds):
+    """Also right: no wait_for_ready, a short pause between attempts instead."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0.001))
+        except grpc.RpcError as error:
+            left = deadline - time.monotonic()
+            if error.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                raise
+            time.sleep(min(0.2, left))
+
+
+def restart_one_attempt(stub, request, seconds):
+    return stub.Work(request, timeout=seconds, wait_for_ready=True)
+
+
+def restart_fresh_budget_per_attempt(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=seconds, wait_for_ready=True)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= deadline:
+                raise
+
+
+def restart_retries_everything(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0),
+                             wait_for_ready=True)
+        except grpc.RpcError:
+            if time.monotonic() >= deadline:
+                raise
+
+
+def restart_tight_loop(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0.001))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= deadline:
+                raise
+
+
+def restart_swallows(stub, request, seconds):
+    try:
+        return call_through_restart(stub, request, seconds)
+    except grpc.RpcError:
+        return None
+
+
+def restart_without_deadline(stub, request, seconds):
+    while True:
+        try:
+            return stub.Work(request, wait_for_ready=True)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("10.6", "one attempt with wait_for_ready", (restart_one_attempt,),
+                "try it again while there is time"),
+    WrongAnswer("10.6", "a fresh budget for every attempt", (restart_fresh_budget_per_attempt,),
+                "each attempt got a budget of its own"),
+    WrongAnswer("10.6", "retries every status, INVALID_ARGUMENT too",
+                (restart_retries_everything,), "only a status that says the server was not there"),
+    WrongAnswer("10.6", "retries in a tight loop", (restart_tight_loop,), "tight loop"),
+    WrongAnswer("10.6", "swallows the final error", (restart_swallows,),
+                "raise the RpcError"),
+    WrongAnswer("10.6", "no deadline on the attempts", (restart_without_deadline,),
+                "give every attempt a deadline"),
     WrongAnswer("10.1", "calls the next hop without timeout=", (NoTimeout,), "saw no deadline"),
     WrongAnswer("10.1", "passes time_remaining() with no margin", (NoMargin,),
                 "subtract the margin"),
@@ -300,6 +389,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("10.5", SERVICE_CONFIG), ("10.5", json.dumps(SERVICE_CONFIG)),
     ("10.4", graceful_shutdown), ("10.4", graceful_shutdown_by_hand),
     ("10.4", graceful_shutdown_with_a_drain_pause),
+    ("10.6", call_through_restart), ("10.6", call_through_restart_with_a_pause),
 ], ids=lambda value: value if isinstance(value, str) and value.startswith("10.") else None)
 def test_correct_answers_pass(exercise_id: str, answer, capsys) -> None:
     passes(capsys, exercise_id, answer)
@@ -309,7 +399,7 @@ def test_every_exercise_has_two_wrong_answers() -> None:
     from collections import Counter
 
     counts = Counter(wrong.exercise for wrong in WRONG_ANSWERS)
-    assert set(counts) == {"10.1", "10.2", "10.3", "10.5", "10.4"}
+    assert set(counts) == {"10.1", "10.2", "10.3", "10.5", "10.4", "10.6"}
     assert min(counts.values()) >= 4
 
 

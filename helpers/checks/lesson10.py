@@ -426,3 +426,131 @@ def graceful(graceful_shutdown: Callable[..., Any]) -> str:
     return ("health went NOT_SERVING for the server and the service before stop(), 3 calls "
             f"in flight finished, the shutdown waited on stop()'s event ({took:.1f} s: open health "
             "Watch streams hold a stop for its whole grace), then the server refused new calls")
+
+
+# --- 10.6 (challenge) -------------------------------------------------------------------
+
+class _CountingStub:
+    """The learner's stub, counting the attempts their code makes."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._stub = pb2_grpc.WorkerStub(channel)
+        self.attempts = 0
+
+    def Work(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        return self._stub.Work(*args, **kwargs)
+
+
+class _Picky(Worker):
+    """Refuses every request as invalid: a failure that no retry can fix."""
+
+    def Work(self, request, context):
+        with self._lock:
+            self.calls += 1
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "work_ms must be even")
+
+
+def _restart_later(port: int, name: str, after: float, worker: Worker) -> threading.Timer:
+    timer = threading.Timer(after, lambda: serve_on(port, pb2_grpc.add_WorkerServicer_to_server,
+                                                    worker, name=name))
+    timer.start()
+    return timer
+
+
+@exercise(
+    "10.6",
+    "Challenge: a call that survives a restart",
+    notebook=LESSON,
+    hint="Think of the three ways a restart can meet your call: before it starts, while it is "
+    "in flight, never ending. Which status does each give, and which of them may be tried "
+    "again?",
+    second_hint="A call in flight when its server stops fails whatever options it had; a "
+    "new attempt must only get what is left of the one budget; and between attempts, "
+    "something must keep you from hammering a closed port.",
+)
+def survives_restart(call_through_restart: Callable[..., Any]) -> str:
+    port = free_port()
+    first = Worker("before restart")
+    second = Worker("after restart")
+    server = serve_on(port, pb2_grpc.add_WorkerServicer_to_server, first, name="check-restart")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    timers: list[threading.Timer] = []
+    said = []
+    try:
+        # 1. the server stops while the call is in flight, and is back 0.6 s later
+        stub = _CountingStub(channel)
+        stopper = threading.Timer(0.3, lambda: server.stop(0))
+        stopper.start()
+        timers += [stopper, _restart_later(port, "check-restart", 0.9, second)]
+        start = time.monotonic()
+        try:
+            reply = within(8, lambda: call_through_restart(
+                stub, pb2.WorkRequest(work_ms=600), 4.0), "give every attempt a deadline")
+        except grpc.RpcError as error:
+            expect(False, f"the server stopped during the call and was back 0.6 s later, well "
+                   f"within the 4 s budget, yet your function raised {error.code().name}: a "
+                   "call in flight when its server stops fails, whatever options it had; "
+                   "try it again while there is time")
+        took = time.monotonic() - start
+        expect(getattr(reply, "server", None) == "after restart",
+               f"call_through_restart returned {reply!r}, not the restarted server's reply")
+        expect(stub.attempts <= 20, f"{stub.attempts} attempts in {took:.1f} s: retrying in a "
+               "tight loop hammers a server that is starting; wait for it between attempts")
+        said.append(f"back after a restart in {took:.1f} s, without hammering it")
+
+        # 2. the server stops during the call and never comes back: one budget for all
+        for timer in timers:
+            timer.join(5)
+        stub = _CountingStub(channel)
+        gone = running().get("check-restart")
+        stopper = threading.Timer(0.5, lambda: gone.stop(0) if gone else None)
+        stopper.start()
+        timers.append(stopper)
+        start = time.monotonic()
+        try:
+            result = within(6, lambda: call_through_restart(
+                stub, pb2.WorkRequest(work_ms=2000), 1.0),
+                "with a 1 s budget and no server, the call must end near 1 s: give every "
+                "attempt a deadline")
+        except grpc.RpcError as error:
+            took = time.monotonic() - start
+            expect(error.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    grpc.StatusCode.UNAVAILABLE),
+                   f"with no server coming back, your function raised {error.code().name}")
+            expect(took < 1.4, f"with a 1 s budget, the call ended after {took:.1f} s: each "
+                   "attempt got a budget of its own; give every attempt only what is left of "
+                   "the one deadline")
+            expect(took > 0.8, f"with a 1 s budget and the server gone after 0.5 s, your "
+                   f"function gave up after {took:.1f} s: keep trying until the budget is spent")
+        else:
+            expect(False, f"with the server gone for good, call_through_restart returned "
+                   f"{result!r}: raise the RpcError, the caller must know the call failed")
+        said.append(f"gone for good: gave up after {took:.1f} s of a 1 s budget")
+
+        # 3. an error no retry can fix is raised at once
+        picky = _Picky("picky")
+        picky_server = serve_on(port, pb2_grpc.add_WorkerServicer_to_server, picky,
+                                name="check-restart")
+        stub = _CountingStub(channel)
+        refused: grpc.RpcError | None = None
+        try:
+            within(6, lambda: call_through_restart(stub, pb2.WorkRequest(work_ms=3), 3.0),
+                   "give every attempt a deadline")
+        except grpc.RpcError as error:
+            refused = error
+        expect(picky.calls == 1, f"a request refused as INVALID_ARGUMENT was sent {picky.calls} "
+               "times: only a status that says the server was not there is worth another try")
+        expect(refused is not None, "a request the server refuses as INVALID_ARGUMENT "
+               "returned instead of raising")
+        expect_error_status(refused, grpc.StatusCode.INVALID_ARGUMENT,
+                            "a request the server refuses as invalid")
+        picky_server.stop()
+        said.append("INVALID_ARGUMENT raised after 1 attempt")
+    finally:
+        for timer in timers:
+            timer.cancel()
+        channel.close()
+        if "check-restart" in running():
+            running()["check-restart"].stop()
+    return "; ".join(said)
