@@ -367,7 +367,82 @@ def options_with_one_id_for_all(request: Request, response: Response) -> dict:
     return {"metadata": (("x-request-id", request_id),), "timeout": timeout}
 
 
+# --- 11.5: a partial update -----------------------------------------------------------
+
+from typing import Annotated  # noqa: E402
+
+from fastapi import Path  # noqa: E402
+from pydantic import AfterValidator, BaseModel, ConfigDict  # noqa: E402
+
+
+def valid_unicode(text: str) -> str:
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return text
+
+
+Text = Annotated[str, AfterValidator(valid_unicode)]
+Int64 = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
+
+
+class Patch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Text | None = None
+    email: Text | None = None
+
+
+class LaxPatch(BaseModel):
+    name: Text | None = None
+    email: Text | None = None
+
+
+class PlainPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    email: str | None = None
+
+
+def patch_route(model=Patch, id_type=Int64, options_dependency=call_options, fill=False,
+                catch=False):
+    def add_patch_route(app: FastAPI) -> None:
+        async def update_user(user_id, patch, stub=Depends(user_stub),
+                              options=Depends(options_dependency)):
+            if fill:
+                request = users_pb2.UpdateUserRequest(id=user_id, name=patch.name or "",
+                                                      email=patch.email or "")
+            else:
+                request = users_pb2.UpdateUserRequest(id=user_id,
+                                                      **patch.model_dump(exclude_unset=True))
+            if catch:
+                try:
+                    return to_json(await stub.UpdateUser(request, **options))
+                except grpc.RpcError as error:
+                    return JSONResponse({"detail": error.details()}, status_code=400,
+                                        media_type=gateway.PROBLEM_JSON)
+            return to_json(await stub.UpdateUser(request, **options))
+
+        # this file's `from __future__ import annotations` would leave them as strings
+        update_user.__annotations__ = {"user_id": id_type, "patch": model}
+        app.patch("/users/{user_id}")(update_user)
+    return add_patch_route
+
+
+def fixed_options(request: Request, response: Response) -> dict:
+    return {"timeout": 5}
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("11.5", "unknown fields ignored (no extra='forbid')", (patch_route(LaxPatch),),
+                "refuse unknown fields"),
+    WrongAnswer("11.5", "a plain int id: 2**63 crashes protobuf", (patch_route(id_type=int),),
+                "your route raised ValueError"),
+    WrongAnswer("11.5", "plain str fields: a lone surrogate crashes", (patch_route(PlainPatch),),
+                "your route raised"),
+    WrongAnswer("11.5", "every field set, missing ones as empty strings",
+                (patch_route(fill=True),), "PATCH /users/1 {'name': ...}"),
+    WrongAnswer("11.5", "its own timeout=5, no request id or budget",
+                (patch_route(options_dependency=fixed_options),), "without the request's deadline"),
+    WrongAnswer("11.5", "catches failed calls and answers 400", (patch_route(catch=True),),
+                "PATCH /users/999 (no such user)"),
     WrongAnswer("11.1", "maps every error to 500", (lambda code: 200 if code.name == "OK" else 500,),
                 "500 blames the server for a client's mistake"),
     WrongAnswer("11.1", "NOT_FOUND to 400", (with_status(NOT_FOUND=400),),
@@ -441,3 +516,7 @@ def test_field_errors_is_the_reference_one() -> None:
     from helpers.reference.users import field_errors as users_field_errors
 
     assert field_errors is users_field_errors
+
+
+def test_a_right_partial_update_passes(capsys) -> None:
+    passes(capsys, "11.5", patch_route())

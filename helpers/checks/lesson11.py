@@ -387,3 +387,92 @@ def carried_across(call_options: Callable) -> str:
         server.stop()
     return ("the server saw " + "; ".join(saw) + f"; ids echoed back; "
             f"{len(MALFORMED_TIMEOUTS)} malformed X-Timeout-Ms refused before any call")
+
+
+# --- 11.5 (challenge) -------------------------------------------------------------------
+
+@exercise(
+    "11.5",
+    "Challenge: a partial update over REST",
+    notebook=LESSON,
+    hint="Four things can go wrong between the JSON body and UpdateUser: a field the client "
+    "did not send, a field nobody knows, a number protobuf cannot hold, and a call with "
+    "nothing carried across. Which part of FastAPI or pydantic rules out each?",
+    second_hint="pydantic can tell a field that was sent from one left at its default, and "
+    "can refuse fields it does not declare; FastAPI's Path() takes bounds; the app already "
+    "has a dependency for the call's metadata and deadline, and a handler for failed calls.",
+)
+def partial_update(add_patch_route: Callable) -> str:
+    service = WatchedUserService()
+    server, app = _gateway(service, "patch", patch_route=False)
+    add_patch_route(app)
+    ada = service.store.create("Ada Lovelace", "ada@example.com")
+    service.store.create("Grace Hopper", "grace@example.com")
+    said: list[str] = []
+
+    async def run() -> None:
+        async with asgi_client(app) as client:
+            async def patch(path: str, body: Any, headers: dict | None = None) -> Any:
+                try:
+                    # json.dumps escapes a lone surrogate as \ud800, as a browser would
+                    return await client.patch(path, content=json.dumps(body).encode(), headers={
+                        "content-type": "application/json", **(headers or {})})
+                except NotImplementedError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - the learner's route crashed
+                    expect(False, f"PATCH {path} {body}: your route raised "
+                           f"{type(error).__name__}: {error}, a 500 for the client")
+
+            response = await patch(f"/users/{ada.id}", {"name": "Ada King"},
+                                   {"X-Request-Id": "patch-1", "X-Timeout-Ms": "2000"})
+            expect(response.status_code != 405, "PATCH /users/{id} answered 405: "
+                   "add_patch_route(app) added no PATCH route")
+            expect_equal(response.status_code, 200, f"PATCH /users/{ada.id} {{'name': ...}}")
+            stored = service.store.get(ada.id)
+            expect(stored.email == "ada@example.com",
+                   f"a PATCH with only a name changed the e-mail to {stored.email!r}: set only "
+                   "the fields the client sent (a partial update)")
+            expect_equal(stored.name, "Ada King", "the name after the PATCH")
+            expect_equal(response.json().get("name"), "Ada King",
+                         "the reply's name (the updated user, to_json)")
+            seen = [s for s in service.seen if s.method == "UpdateUser"][-1]
+            expect(seen.time_remaining is not None and seen.time_remaining <= 2.05,
+                   "UpdateUser reached the server without the request's deadline: call it "
+                   "with the app's call options (Depends(call_options))")
+            expect_equal(seen.metadata.get("x-request-id"), "patch-1",
+                         "the x-request-id UpdateUser carried (the app's call options)")
+            said.append(f"a name-only PATCH left the e-mail alone; the server saw "
+                        f"x-request-id patch-1 and {seen.time_remaining:.1f} s left")
+
+            calls = len(service.seen)
+            for path, body, what in [
+                (f"/users/{ada.id}", {"emial": "ada@example.org"}, "a misspelled field"),
+                (f"/users/{2**63}", {"name": "Big"}, "an id beyond int64"),
+                (f"/users/{-(2**63) - 1}", {"name": "Small"}, "an id below int64"),
+                (f"/users/{ada.id}", {"name": "\ud800"}, "a lone surrogate"),
+            ]:
+                response = await patch(path, body)
+                expect(400 <= response.status_code < 500,
+                       f"PATCH {path[:30]} with {what} answered {response.status_code}: it is "
+                       "the client's mistake, a 4xx"
+                       + (" (200 means the misspelled field was silently ignored: refuse "
+                          "unknown fields)" if response.status_code == 200 else ""))
+                expect(response.headers.get("content-type", "").startswith(PROBLEM_JSON),
+                       f"PATCH with {what}: not a problem document")
+            expect(len(service.seen) == calls, "a request refused by the gateway still called "
+                   "UpdateUser")
+            said.append("a misspelled field, ids beyond int64 both ways and a lone surrogate "
+                        "refused with a 4xx, before any call")
+
+            response = await patch("/users/999", {"name": "Nobody"})
+            expect_equal(response.status_code, 404, "PATCH /users/999 (no such user): let the "
+                         "failed call reach the app's handler")
+            response = await patch(f"/users/{ada.id}", {"email": "grace@example.com"})
+            expect_equal(response.status_code, 409, "PATCH with an e-mail in use")
+            said.append("404 and 409 from the service kept")
+
+    try:
+        _run(run)
+    finally:
+        server.stop()
+    return "; ".join(said)

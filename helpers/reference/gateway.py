@@ -120,8 +120,11 @@ async def validation_error_handler(request: Request,
     Only where and why: FastAPI's own 422 also echoes the input, which can be
     infinity (`1e999`, which JSON cannot write: a 500) or a lone surrogate.
     """
-    params = [{"name": ".".join(str(part) for part in item["loc"]),
-               "reason": str(item["msg"])} for item in error.errors()]
+    def printable(text: Any) -> str:  # a message may quote a lone surrogate
+        return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+    params = [{"name": printable(".".join(str(part) for part in item["loc"])),
+               "reason": printable(item["msg"])} for item in error.errors()]
     return problem(422, "the request does not fit this route", **{"invalid-params": params})
 
 
@@ -346,11 +349,12 @@ async def _run_until_disconnect(app: Any, scope: dict, body: bytes, receive: Cal
 def make_app(target: str, *, rpc_error_handler: Callable = rpc_error_handler,
              call_options: Callable = call_options,
              create_user: Callable | None = create_user,
-             request_edge: bool = True) -> FastAPI:
+             request_edge: bool = True, patch_route: bool = True) -> FastAPI:
     """A gateway to the user service at `target`. Swap in any piece to try your own.
 
     `request_edge=False` leaves out the `RequestEdge` middleware (a check does, to see
-    what a learner's `call_options` does with request ids on its own).
+    what a learner's `call_options` does with request ids on its own);
+    `patch_route=False` leaves out PATCH /users/{id}, for a learner's own.
     """
 
     @asynccontextmanager
@@ -383,7 +387,6 @@ def make_app(target: str, *, rpc_error_handler: Callable = rpc_error_handler,
     if create_user is not None:
         app.post("/users", status_code=201)(create_user)
 
-    @app.patch("/users/{user_id}")
     async def update_user(user_id: UserId, patch: UserPatch, stub=Depends(user_stub),
                           options: CallOptions = options_dependency):
         request = users_pb2.UpdateUserRequest(id=user_id)
@@ -393,6 +396,9 @@ def make_app(target: str, *, rpc_error_handler: Callable = rpc_error_handler,
                 setattr(request, field, users_pb2.UserStatus.Value(value)
                         if field == "status" else value)
         return to_json(await stub.UpdateUser(request, **options))
+
+    if patch_route:
+        app.patch("/users/{user_id}")(update_user)
 
     @app.delete("/users/{user_id}", status_code=204)
     async def delete_user(user_id: UserId, stub=Depends(user_stub),
