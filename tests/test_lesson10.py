@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import pytest
@@ -100,6 +101,17 @@ class FutureWithoutTimeout(Middle):
             return call.result()
 
 
+class CallbackAfterResult(Middle):
+    """Cancels on the caller's cancel, but registers that only once the result is in."""
+
+    def Relay(self, request, context):
+        call = self.next_stub.Relay.future(request, timeout=self.budget(context))
+        with passing_errors_on(context):
+            result = call.result()
+        context.add_callback(call.cancel)
+        return result
+
+
 class ChecksIsActiveOnce(Middle):
     """Looks at context.is_active() before calling, never again."""
 
@@ -134,6 +146,19 @@ def hard_coded_timeout(stub, request, timeout):
     return stub.Work(request, timeout=10, wait_for_ready=True)
 
 
+def hard_coded(seconds: float):
+    def call(stub, request, timeout):
+        return stub.Work(request, timeout=seconds, wait_for_ready=True)
+    return call
+
+
+def swallows_the_error(stub, request, timeout):
+    try:
+        return stub.Work(request, timeout=timeout, wait_for_ready=True)
+    except grpc.RpcError:
+        return None
+
+
 # --- 10.5: service config ------------------------------------------------------------
 
 RETRY = {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
@@ -146,6 +171,15 @@ ROUND_ROBIN_ONLY = {"loadBalancingConfig": [{"round_robin": {}}]}
 RETRIES_THE_WRONG_CODE = {**SERVICE_CONFIG, "methodConfig": [
     {"name": [{"service": "production.Worker"}],
      "retryPolicy": {**RETRY, "retryableStatusCodes": ["DEADLINE_EXCEEDED"]}}]}
+RETRIES_DEADLINE_TOO = {**SERVICE_CONFIG, "methodConfig": [
+    {"name": [{"service": "production.Worker"}],
+     "retryPolicy": {**RETRY, "retryableStatusCodes": ["UNAVAILABLE", "DEADLINE_EXCEEDED"]}}]}
+RETRIES_INTERNAL_TOO = {**SERVICE_CONFIG, "methodConfig": [
+    {"name": [{"service": "production.Worker"}],
+     "retryPolicy": {**RETRY, "retryableStatusCodes": ["UNAVAILABLE", "INTERNAL"]}}]}
+BACKOFF_WITHOUT_UNIT = {**SERVICE_CONFIG, "methodConfig": [
+    {"name": [{"service": "production.Worker"}],
+     "retryPolicy": {**RETRY, "initialBackoff": "0.05"}}]}
 SERVICE_WITHOUT_PACKAGE = {**SERVICE_CONFIG, "methodConfig": [
     {"name": [{"service": "Worker"}], "retryPolicy": RETRY}]}
 
@@ -163,6 +197,24 @@ def graceful_shutdown_by_hand(server, health, grace):
     for service in ("", "production.Worker"):
         health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     server.stop(grace).wait()
+
+
+def graceful_shutdown_with_a_drain_pause(server, health, grace):
+    health.enter_graceful_shutdown()
+    time.sleep(0.2)  # let load balancers see NOT_SERVING before new calls are refused
+    server.stop(grace).wait()
+
+
+def stop_then_not_serving(server, health, grace):
+    stopped = server.stop(grace)
+    health.enter_graceful_shutdown()
+    stopped.wait()
+
+
+def sleeps_the_grace(server, health, grace):
+    health.enter_graceful_shutdown()
+    server.stop(grace)
+    time.sleep(grace)
 
 
 def stop_none(server, health, grace):
@@ -184,7 +236,96 @@ def does_not_wait(server, health, grace):
     server.stop(grace)
 
 
+# --- 10.6: a call that survives a restart ------------------------------------------
+
+
+def call_through_restart(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0),
+                             wait_for_ready=True)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= deadline:
+                raise
+
+
+def call_through_restart_with_a_pause(stub, request, seconds):
+    """Also right: no wait_for_ready, a short pause between attempts instead."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0.001))
+        except grpc.RpcError as error:
+            left = deadline - time.monotonic()
+            if error.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                raise
+            time.sleep(min(0.2, left))
+
+
+def restart_one_attempt(stub, request, seconds):
+    return stub.Work(request, timeout=seconds, wait_for_ready=True)
+
+
+def restart_fresh_budget_per_attempt(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=seconds, wait_for_ready=True)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= deadline:
+                raise
+
+
+def restart_retries_everything(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0),
+                             wait_for_ready=True)
+        except grpc.RpcError:
+            if time.monotonic() >= deadline:
+                raise
+
+
+def restart_tight_loop(stub, request, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return stub.Work(request, timeout=max(deadline - time.monotonic(), 0.001))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= deadline:
+                raise
+
+
+def restart_swallows(stub, request, seconds):
+    try:
+        return call_through_restart(stub, request, seconds)
+    except grpc.RpcError:
+        return None
+
+
+def restart_without_deadline(stub, request, seconds):
+    while True:
+        try:
+            return stub.Work(request, wait_for_ready=True)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("10.6", "one attempt with wait_for_ready", (restart_one_attempt,),
+                "try it again while there is time"),
+    WrongAnswer("10.6", "a fresh budget for every attempt", (restart_fresh_budget_per_attempt,),
+                "each attempt got a budget of its own"),
+    WrongAnswer("10.6", "retries every status, INVALID_ARGUMENT too",
+                (restart_retries_everything,), "only a status that says the server was not there"),
+    WrongAnswer("10.6", "retries in a tight loop", (restart_tight_loop,), "tight loop"),
+    WrongAnswer("10.6", "swallows the final error", (restart_swallows,),
+                "raise the RpcError"),
+    WrongAnswer("10.6", "no deadline on the attempts", (restart_without_deadline,),
+                "give every attempt a deadline"),
     WrongAnswer("10.1", "calls the next hop without timeout=", (NoTimeout,), "saw no deadline"),
     WrongAnswer("10.1", "passes time_remaining() with no margin", (NoMargin,),
                 "subtract the margin"),
@@ -195,6 +336,8 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("10.2", "a blocking call that is never cancelled", (BlockingMiddle,),
                 "went on working"),
     WrongAnswer("10.2", "a future without timeout=", (FutureWithoutTimeout,), "saw no deadline"),
+    WrongAnswer("10.2", "registers the cancel callback only after call.result()",
+                (CallbackAfterResult,), "went on working"),
     WrongAnswer("10.2", "checks is_active() once, before calling", (ChecksIsActiveOnce,),
                 "must cancel its own outgoing call"),
     WrongAnswer("10.3", "no wait_for_ready: fails fast", (fails_fast,), "UNAVAILABLE"),
@@ -206,8 +349,20 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "pick_first"),
     WrongAnswer("10.5", "round_robin without a retryPolicy", (ROUND_ROBIN_ONLY,),
                 "retryPolicy"),
+    WrongAnswer("10.3", "a hard-coded 2 s timeout", (hard_coded(2),),
+                "use the timeout you were given"),
+    WrongAnswer("10.3", "a hard-coded 1 s timeout", (hard_coded(1),),
+                "use the timeout you were given"),
+    WrongAnswer("10.3", "swallows the error and returns None", (swallows_the_error,),
+                "let the RpcError (DEADLINE_EXCEEDED) reach the caller"),
     WrongAnswer("10.5", "retries DEADLINE_EXCEEDED, not UNAVAILABLE", (RETRIES_THE_WRONG_CODE,),
-                "not retried"),
+                "retryableStatusCodes has DEADLINE_EXCEEDED"),
+    WrongAnswer("10.5", "retries DEADLINE_EXCEEDED as well", (RETRIES_DEADLINE_TOO,),
+                "retryableStatusCodes has DEADLINE_EXCEEDED: the deadline covers every attempt"),
+    WrongAnswer("10.5", "retries INTERNAL as well", (RETRIES_INTERNAL_TOO,),
+                "retryableStatusCodes has INTERNAL"),
+    WrongAnswer("10.5", "a backoff without its unit: gRPC refuses the config",
+                (BACKOFF_WITHOUT_UNIT,), "Not a duration (no s suffix)"),
     WrongAnswer("10.5", "names the service without its package", (SERVICE_WITHOUT_PACKAGE,),
                 "production.Worker"),
     WrongAnswer("10.4", "stop(None)", (stop_none,), "calls in flight were lost"),
@@ -215,6 +370,10 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("10.4", "never marks NOT_SERVING", (no_health_change,), "NOT_SERVING"),
     WrongAnswer("10.4", "does not wait for stop() to finish", (does_not_wait,),
                 "wait on the event"),
+    WrongAnswer("10.4", "stop(grace) first, NOT_SERVING after", (stop_then_not_serving,),
+                "stop() was called while health still said SERVING"),
+    WrongAnswer("10.4", "time.sleep(grace) instead of waiting on the event", (sleeps_the_grace,),
+                "without waiting on the event stop() returns"),
 ]
 
 
@@ -229,6 +388,8 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("10.3", call_when_ready), ("10.3", call_when_ready_future),
     ("10.5", SERVICE_CONFIG), ("10.5", json.dumps(SERVICE_CONFIG)),
     ("10.4", graceful_shutdown), ("10.4", graceful_shutdown_by_hand),
+    ("10.4", graceful_shutdown_with_a_drain_pause),
+    ("10.6", call_through_restart), ("10.6", call_through_restart_with_a_pause),
 ], ids=lambda value: value if isinstance(value, str) and value.startswith("10.") else None)
 def test_correct_answers_pass(exercise_id: str, answer, capsys) -> None:
     passes(capsys, exercise_id, answer)
@@ -238,8 +399,8 @@ def test_every_exercise_has_two_wrong_answers() -> None:
     from collections import Counter
 
     counts = Counter(wrong.exercise for wrong in WRONG_ANSWERS)
-    assert set(counts) == {"10.1", "10.2", "10.3", "10.5", "10.4"}
-    assert min(counts.values()) >= 2
+    assert set(counts) == {"10.1", "10.2", "10.3", "10.5", "10.4", "10.6"}
+    assert min(counts.values()) >= 4
 
 
 class Unsolved(Middle):

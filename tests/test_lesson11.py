@@ -8,7 +8,9 @@ import uuid
 import grpc
 import pytest
 from conftest import WrongAnswer, fails, passes, rejects
-from fastapi import Depends, FastAPI, Header, Request, Response
+from http import HTTPStatus
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from helpers.reference import gateway
@@ -141,8 +143,8 @@ def add_create_route_with_a_response_and_url_for(app: FastAPI) -> None:
 
 def call_options_with_header_parameters(
         response: Response, x_request_id: str | None = Header(None),
-        x_timeout_ms: int | None = Header(None)) -> dict:
-    """Different but right: FastAPI's Header parameters, a 10 s default."""
+        x_timeout_ms: int | None = Header(None, ge=1, le=30000)) -> dict:
+    """Different but right: FastAPI's Header parameters (a bad budget is its 422), 10 s default."""
     request_id = x_request_id or str(uuid.uuid4())
     response.headers["x-request-id"] = request_id
     timeout = 10.0 if x_timeout_ms is None else x_timeout_ms / 1000
@@ -272,6 +274,68 @@ def create_at_a_fixed_location(app: FastAPI) -> None:
         return to_json(user)
 
 
+def table_without_default(code):
+    return {grpc.StatusCode[name]: http_status(grpc.StatusCode[name])
+            for name in grpc.StatusCode.__members__}[code]
+
+
+async def handler_with_httpstatus_499(request, error):
+    status, body = problem_document(error)
+    body["title"] = HTTPStatus(status).phrase  # ValueError: 499 is not a valid HTTPStatus
+    return JSONResponse(body, status_code=status, media_type=gateway.PROBLEM_JSON)
+
+
+async def handler_with_str_error(request, error):
+    status, body = problem_document(error)
+    if status < 500:
+        body["detail"] = str(error)
+    return JSONResponse(body, status_code=status, media_type=gateway.PROBLEM_JSON)
+
+
+async def handler_without_title(request, error):
+    status, body = problem_document(error)
+    body.pop("title")
+    return JSONResponse(body, status_code=status, media_type=gateway.PROBLEM_JSON)
+
+
+def create_answering_400_for_every_failure(app: FastAPI) -> None:
+    @app.post("/users", status_code=201)
+    async def create_user(new: NewUser, response: Response, stub=Depends(user_stub)):
+        try:
+            user = await stub.CreateUser(
+                users_pb2.CreateUserRequest(name=new.name, email=new.email), timeout=5)
+        except grpc.RpcError as error:
+            return JSONResponse({"detail": error.details()}, status_code=400)
+        response.headers["Location"] = f"/users/{user.id}"
+        return to_json(user)
+
+
+def options_with_whole_seconds(request: Request, response: Response) -> dict:
+    options = call_options(request, response)
+    if "X-Timeout-Ms" in request.headers:
+        options["timeout"] = int(request.headers["X-Timeout-Ms"]) // 1000
+    return options
+
+
+def options_with_float_unchecked(request: Request, response: Response) -> dict:
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    response.headers["X-Request-Id"] = request_id
+    timeout = float(request.headers.get("X-Timeout-Ms", 5000)) / 1000
+    return {"metadata": (("x-request-id", request_id),), "timeout": timeout}
+
+
+def options_bounded(low: int, high: int):
+    """Digits only, but with the range [low, high]: one end is off."""
+    def options(request: Request, response: Response) -> dict:
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        response.headers["X-Request-Id"] = request_id
+        text = request.headers.get("X-Timeout-Ms", "5000")
+        if not (text.isdigit() and low <= int(text) <= high):
+            raise HTTPException(400, "X-Timeout-Ms: whole milliseconds")
+        return {"metadata": (("x-request-id", request_id),), "timeout": int(text) / 1000}
+    return options
+
+
 def options_with_seconds(request: Request, response: Response) -> dict:
     options = call_options(request, response)
     if "X-Timeout-Ms" in request.headers:
@@ -303,7 +367,82 @@ def options_with_one_id_for_all(request: Request, response: Response) -> dict:
     return {"metadata": (("x-request-id", request_id),), "timeout": timeout}
 
 
+# --- 11.5: a partial update -----------------------------------------------------------
+
+from typing import Annotated  # noqa: E402
+
+from fastapi import Path  # noqa: E402
+from pydantic import AfterValidator, BaseModel, ConfigDict  # noqa: E402
+
+
+def valid_unicode(text: str) -> str:
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return text
+
+
+Text = Annotated[str, AfterValidator(valid_unicode)]
+Int64 = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
+
+
+class Patch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Text | None = None
+    email: Text | None = None
+
+
+class LaxPatch(BaseModel):
+    name: Text | None = None
+    email: Text | None = None
+
+
+class PlainPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    email: str | None = None
+
+
+def patch_route(model=Patch, id_type=Int64, options_dependency=call_options, fill=False,
+                catch=False):
+    def add_patch_route(app: FastAPI) -> None:
+        async def update_user(user_id, patch, stub=Depends(user_stub),
+                              options=Depends(options_dependency)):
+            if fill:
+                request = users_pb2.UpdateUserRequest(id=user_id, name=patch.name or "",
+                                                      email=patch.email or "")
+            else:
+                request = users_pb2.UpdateUserRequest(id=user_id,
+                                                      **patch.model_dump(exclude_unset=True))
+            if catch:
+                try:
+                    return to_json(await stub.UpdateUser(request, **options))
+                except grpc.RpcError as error:
+                    return JSONResponse({"detail": error.details()}, status_code=400,
+                                        media_type=gateway.PROBLEM_JSON)
+            return to_json(await stub.UpdateUser(request, **options))
+
+        # this file's `from __future__ import annotations` would leave them as strings
+        update_user.__annotations__ = {"user_id": id_type, "patch": model}
+        app.patch("/users/{user_id}")(update_user)
+    return add_patch_route
+
+
+def fixed_options(request: Request, response: Response) -> dict:
+    return {"timeout": 5}
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("11.5", "unknown fields ignored (no extra='forbid')", (patch_route(LaxPatch),),
+                "refuse unknown fields"),
+    WrongAnswer("11.5", "a plain int id: 2**63 crashes protobuf", (patch_route(id_type=int),),
+                "your route raised ValueError"),
+    WrongAnswer("11.5", "plain str fields: a lone surrogate crashes", (patch_route(PlainPatch),),
+                "your route raised"),
+    WrongAnswer("11.5", "every field set, missing ones as empty strings",
+                (patch_route(fill=True),), "PATCH /users/1 {'name': ...}"),
+    WrongAnswer("11.5", "its own timeout=5, no request id or budget",
+                (patch_route(options_dependency=fixed_options),), "without the request's deadline"),
+    WrongAnswer("11.5", "catches failed calls and answers 400", (patch_route(catch=True),),
+                "PATCH /users/999 (no such user)"),
     WrongAnswer("11.1", "maps every error to 500", (lambda code: 200 if code.name == "OK" else 500,),
                 "500 blames the server for a client's mistake"),
     WrongAnswer("11.1", "NOT_FOUND to 400", (with_status(NOT_FOUND=400),),
@@ -314,6 +453,16 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "429 Too Many Requests"),
     WrongAnswer("11.1", "only the ten common codes, the rest 500",
                 (lambda code: LISTED_ONLY.get(code.name, 500),), "FAILED_PRECONDITION -> 500"),
+    WrongAnswer("11.1", "a dict without a default: KeyError on a new code",
+                (table_without_default,), "your function raised KeyError"),
+    WrongAnswer("11.1", "400 for a code outside its table",
+                (lambda code: http_status(code) if isinstance(code, grpc.StatusCode) else 400,),
+                "answered 400: an unexpected code is the server side's failure"),
+    WrongAnswer("11.2", "HTTPStatus(499) for CANCELLED", (handler_with_httpstatus_499,),
+                "http.HTTPStatus has no 499"),
+    WrongAnswer("11.2", "detail=str(error), gRPC's debug string", (handler_with_str_error,),
+                "is str(error), gRPC's debug text"),
+    WrongAnswer("11.2", "no title", (handler_without_title,), 'the body has no "title"'),
     WrongAnswer("11.2", "drops the field violations", (handler_without_violations,),
                 "field violations (field_errors(error)) were dropped"),
     WrongAnswer("11.2", "shows the exception text in a 500", (handler_that_leaks,),
@@ -333,6 +482,18 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "writes int64"),
     WrongAnswer("11.3", "no deadline on CreateUser", (create_without_deadline,),
                 "without a deadline"),
+    WrongAnswer("11.3", "catches every failed call and answers 400",
+                (create_answering_400_for_every_failure,), "expected 409 Conflict"),
+    WrongAnswer("11.4", "int(ms) // 1000: 1500 ms becomes 1 s", (options_with_whole_seconds,),
+                "are milliseconds lost on the way?"),
+    WrongAnswer("11.4", "float() of the header, unchecked", (options_with_float_unchecked,),
+                "X-Timeout-Ms: 'soon' made your code raise ValueError"),
+    WrongAnswer("11.4", "accepts 0 ms (no lower bound)", (options_bounded(0, 30000),),
+                "X-Timeout-Ms: '0' answered"),
+    WrongAnswer("11.4", "accepts 30001 ms (no upper bound)", (options_bounded(1, 10**12),),
+                "X-Timeout-Ms: '30001' answered 200"),
+    WrongAnswer("11.4", "refuses 30000 ms (an exclusive upper bound)", (options_bounded(1, 29999),),
+                "X-Timeout-Ms: 30000 answered 400"),
     WrongAnswer("11.4", "uses X-Timeout-Ms as seconds", (options_with_seconds,),
                 "the header is in milliseconds"),
     WrongAnswer("11.4", "does not forward the request id", (options_without_request_id,),
@@ -355,3 +516,7 @@ def test_field_errors_is_the_reference_one() -> None:
     from helpers.reference.users import field_errors as users_field_errors
 
     assert field_errors is users_field_errors
+
+
+def test_a_right_partial_update_passes(capsys) -> None:
+    passes(capsys, "11.5", patch_route())

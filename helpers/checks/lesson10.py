@@ -16,7 +16,7 @@ from typing import Any, Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from helpers.checks.core import exercise, expect, expect_error_status, within
+from helpers.checks.core import down_target, exercise, expect, expect_error_status, within
 from helpers.reference.production import (
     LastHop,
     Worker,
@@ -84,8 +84,8 @@ def _expect_budget(last: LastHop, caller_deadline: float, margin: float, timeout
     notebook=LESSON,
     hint="An outgoing call made inside a handler gets no deadline unless you give it one; "
     "the handler's own context knows how much time the caller left.",
-    second_hint="budget = context.time_remaining() - self.margin; call the next stub with "
-    "timeout=budget, and abort with DEADLINE_EXCEEDED when the budget is not positive.",
+    second_hint="The context has a method that tells how many seconds are left; keep "
+    "self.margin of them for yourself. What should happen when nothing is left to pass on?",
 )
 def deadline_budget(middle_class: type) -> str:
     checked = []
@@ -121,9 +121,9 @@ def deadline_budget(middle_class: type) -> str:
     notebook=LESSON,
     hint="A blocking call cannot be cancelled from another thread; a call started with "
     ".future() can, and the handler's context can tell you when your own caller is gone.",
-    second_hint="call = self.next_stub.Relay.future(request, timeout=budget); "
-    "context.add_callback(call.cancel) (if it returns False, cancel at once); "
-    "then return call.result().",
+    second_hint="The context can run a function of yours when the call ends for any reason, "
+    "cancel included; register it before you wait for the next hop, and mind what it returns "
+    "when the call has already ended.",
 )
 def cancel_downstream(middle_class: type) -> str:
     margin = 0.3
@@ -159,8 +159,10 @@ def cancel_downstream(middle_class: type) -> str:
     "A client that waits for its server",
     notebook=LESSON,
     hint="By default a call to a server that is not listening fails at once with UNAVAILABLE; "
-    "there is a call option that makes it wait instead, bounded by the deadline.",
-    second_hint="return stub.Work(request, timeout=timeout, wait_for_ready=True)",
+    "look at the keyword arguments a stub call takes besides timeout=.",
+    second_hint="One call option makes the call wait for a connection instead of failing "
+    "fast; the timeout you were given bounds the wait. When nobody comes, let the "
+    "RpcError out: the caller decides.",
 )
 def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
     port = free_port()
@@ -178,6 +180,9 @@ def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
             expect(error.code() != grpc.StatusCode.UNAVAILABLE,
                    "the call failed with UNAVAILABLE before the server came up (0.6 s later): "
                    "calls fail fast by default; ask this one to wait for the server")
+            expect(error.code() != grpc.StatusCode.DEADLINE_EXCEEDED,
+                   "the call ended with DEADLINE_EXCEEDED though it was given timeout=6 and "
+                   "the server came up 0.6 s later: use the timeout you were given")
             raise
         expect(getattr(reply, "server", None) == "late starter" and late.calls == 1,
                f"call_when_ready returned {reply!r}, not the late server's reply "
@@ -189,47 +194,75 @@ def wait_for_server(call_when_ready: Callable[..., Any]) -> str:
         if "check-late" in running():
             running()["check-late"].stop()
 
-    nobody = grpc.insecure_channel(f"127.0.0.1:{free_port()}")
-    try:
-        start = time.monotonic()
+    gave_up = []
+    for budget in (0.4, 1.0):
+        nobody = grpc.insecure_channel(down_target())
         try:
-            within(4, lambda: call_when_ready(pb2_grpc.WorkerStub(nobody), pb2.WorkRequest(), 1.0),
-                   "with no server at all and timeout=1.0, the call must give up after about 1 s: "
-                   "pass the timeout you were given to the call")
-        except grpc.RpcError as error:
-            expect_error_status(error, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                "with no server at all, the call")
-        else:
-            expect(False, "with no server at all, call_when_ready returned instead of failing")
-        waited = time.monotonic() - start
-        expect(waited > 0.8, f"with no server, the call gave up after {waited:.2f} s, "
-               "before its 1 s deadline: wait for the server up to the deadline")
-    finally:
-        nobody.close()
+            start = time.monotonic()
+            try:
+                result = within(budget + 3, lambda: call_when_ready(
+                    pb2_grpc.WorkerStub(nobody), pb2.WorkRequest(), budget),
+                    f"with no server at all and timeout={budget}, the call must give up after "
+                    f"about {budget} s: pass the timeout you were given to the call")
+            except grpc.RpcError as error:
+                expect_error_status(error, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    "with no server at all, the call")
+            else:
+                expect(False, f"with no server at all, call_when_ready returned {result!r} "
+                       "instead of raising: let the RpcError (DEADLINE_EXCEEDED) reach the "
+                       "caller, who decides what to do")
+            waited = time.monotonic() - start
+            expect(waited > budget * 0.8, f"with no server and timeout={budget}, the call gave "
+                   f"up after {waited:.2f} s, before its deadline: wait for the server up to "
+                   "the deadline")
+            expect(waited < budget + 0.5, f"with no server and timeout={budget}, the call gave "
+                   f"up after {waited:.2f} s: use the timeout you were given, not one of yours")
+            gave_up.append(f"{waited:.1f} s for timeout={budget}")
+        finally:
+            nobody.close()
     return ("the call waited for a server that started 0.6 s later and reached it; with no "
-            "server it gave up at its 1 s deadline with DEADLINE_EXCEEDED")
+            f"server it raised DEADLINE_EXCEEDED at its deadline ({', '.join(gave_up)})")
+
+
+UNSAFE_TO_RETRY = {
+    "DEADLINE_EXCEEDED": "the deadline covers every attempt, so a retry has no time left, "
+    "and the first attempt may still be running on the server",
+    "INTERNAL": "a server bug; the call may have run, and will fail the same way again",
+    "UNKNOWN": "an uncaught exception in the handler; the call may have run, and a retry "
+    "repeats the crash",
+}
 
 
 @exercise(
     "10.5",
     "A service config that spreads calls and retries",
     notebook=LESSON,
-    hint="Two keys of the service config: one chooses the load-balancing policy, the other "
-    "(methodConfig) gives methods a retryPolicy. The default policy uses one server only.",
-    second_hint='{"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [{"name": '
-    '[{"service": "production.Worker"}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": '
-    '"0.05s", "maxBackoff": "0.5s", "backoffMultiplier": 2, "retryableStatusCodes": '
-    '["UNAVAILABLE"]}}]}',
+    hint="A service config (JSON) has a key that chooses the load-balancing policy and one "
+    "that gives methods a retryPolicy; gRPC's service config and retry documents list their "
+    "fields. The default policy uses one server only.",
+    second_hint="A retryPolicy needs all of maxAttempts, initialBackoff, maxBackoff (durations "
+    "as strings ending in s), backoffMultiplier and retryableStatusCodes. Retry only what "
+    "says the call never reached a working server.",
 )
 def round_robin_retries(service_config: Any) -> str:
     if callable(service_config):  # a function that returns the config
         service_config = service_config()
     text = service_config if isinstance(service_config, str) else json.dumps(service_config)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = {}
+    for method in parsed.get("methodConfig", []) if isinstance(parsed, dict) else []:
+        codes = {str(code).upper() for code in
+                 (method.get("retryPolicy") or {}).get("retryableStatusCodes", [])}
+        for code, why in UNSAFE_TO_RETRY.items():
+            expect(code not in codes, f"retryableStatusCodes has {code}: {why}")
     workers = [Worker("sick", fail=True), Worker("w1"), Worker("w2")]
     servers = [serve(pb2_grpc.add_WorkerServicer_to_server, worker, name=f"check-rr-{worker.name}")
                for worker in workers]
     target = "ipv4:" + ",".join(server.target for server in servers)
     outcomes: Counter = Counter()
+    first_error: list[str] = []
     try:
         with grpc.insecure_channel(target, options=[("grpc.service_config", text)]) as channel:
             stub = pb2_grpc.WorkerStub(channel)
@@ -238,9 +271,13 @@ def round_robin_retries(service_config: Any) -> str:
                     outcomes[stub.Work(pb2.WorkRequest(), timeout=5).server] += 1
                 except grpc.RpcError as error:
                     outcomes[error.code().name] += 1
+                    first_error.append(f"{error.code().name}: {error.details()}")
     finally:
         for server in servers:
             server.stop()
+    invalid = [code for code in outcomes if code == "INVALID_ARGUMENT"]
+    if invalid:
+        expect(False, f"gRPC refused the service config: {first_error[0]}")
     reached = [worker.name for worker in workers if worker.calls]
     expect(len(reached) > 1,
            f"every attempt went to one server ({reached[0] if reached else 'none'}), the first "
@@ -255,6 +292,39 @@ def round_robin_retries(service_config: Any) -> str:
            "spread the calls with round_robin")
     return ("30 calls all answered, by both healthy servers; every attempt that reached the "
             "sick server was retried on another one")
+
+
+class _WatchedEvent:
+    """The event stop() returns, noting whether anyone waited on it."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event, self.waited_on = event, False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited_on = True
+        return self._event.wait(timeout)
+
+    def is_set(self) -> bool:
+        self.waited_on = True
+        return self._event.is_set()
+
+
+class _StopWatcher:
+    """The real grpc.Server, noting what health said when stop() was called."""
+
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer) -> None:
+        self._server, self._health = server, health_servicer
+        self.health_at_stop: Any = None
+        self.stopped: _WatchedEvent | None = None
+
+    def stop(self, grace: float | None) -> "_WatchedEvent":
+        request = health_pb2.HealthCheckRequest(service="")
+        self.health_at_stop = self._health.Check(request, None).status
+        self.stopped = _WatchedEvent(self._server.stop(grace))
+        return self.stopped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
 
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -278,9 +348,11 @@ def _watch(stub, service: str, saw: list) -> None:
     "10.4",
     "A graceful shutdown that loses no call",
     notebook=LESSON,
-    hint="Three steps, in order: tell health checkers to stop sending traffic, stop the server "
-    "with a grace period, and wait until it has really stopped.",
-    second_hint="health.enter_graceful_shutdown(); server.stop(grace).wait()",
+    hint="What must a load balancer learn before the server stops taking calls, and what "
+    "does stop() return?",
+    second_hint="The health servicer has a method for a shutdown that marks every service "
+    "NOT_SERVING; stop(grace) returns at once, with something to wait on that is set when the "
+    "last call has finished (or the grace ran out).",
 )
 def graceful(graceful_shutdown: Callable[..., Any]) -> str:
     health_servicer = health.HealthServicer()
@@ -309,8 +381,11 @@ def graceful(graceful_shutdown: Callable[..., Any]) -> str:
         in_flight = [stub.Work.future(pb2.WorkRequest(work_ms=800), timeout=10) for _ in range(3)]
         while worker.calls < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        within(10, lambda: graceful_shutdown(server.grpc_server, health_servicer, 2.0),
+        watched = _StopWatcher(server.grpc_server, health_servicer)
+        started = time.monotonic()
+        within(10, lambda: graceful_shutdown(watched, health_servicer, 2.0),
                "stop with a grace period of `grace` seconds, not None")
+        took = time.monotonic() - started
         finished = worker.finished
         lost = []
         for call in in_flight:
@@ -329,6 +404,14 @@ def graceful(graceful_shutdown: Callable[..., Any]) -> str:
                "stop(None) or stop(0) aborts them; give them a grace period")
         expect(finished == 3, f"graceful_shutdown returned when {finished} of 3 calls in "
                "flight had finished: wait on the event that stop() returns")
+        expect(watched.health_at_stop == NOT_SERVING,
+               "stop() was called while health still said SERVING: in that order load "
+               "balancers keep sending new calls to a server that refuses them; mark it "
+               "NOT_SERVING first, then stop")
+        expect(watched.stopped is not None and watched.stopped.waited_on,
+               f"graceful_shutdown returned after {took:.1f} s without waiting on the event "
+               "stop() returns (a sleep?): a sleep guesses, the event is set when the server "
+               "has really stopped; wait on the event")
         try:
             pb2_grpc.WorkerStub(channel).Work(pb2.WorkRequest(), timeout=2)
         except grpc.RpcError as error:
@@ -340,5 +423,134 @@ def graceful(graceful_shutdown: Callable[..., Any]) -> str:
     finally:
         channel.close()
         server.stop()
-    return ("health went NOT_SERVING for the server and the service, 3 calls in flight "
-            "finished, then the server stopped and refused new calls")
+    return ("health went NOT_SERVING for the server and the service before stop(), 3 calls "
+            f"in flight finished, the shutdown waited on stop()'s event ({took:.1f} s: open health "
+            "Watch streams hold a stop for its whole grace), then the server refused new calls")
+
+
+# --- 10.6 (challenge) -------------------------------------------------------------------
+
+class _CountingStub:
+    """The learner's stub, counting the attempts their code makes."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._stub = pb2_grpc.WorkerStub(channel)
+        self.attempts = 0
+
+    def Work(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        return self._stub.Work(*args, **kwargs)
+
+
+class _Picky(Worker):
+    """Refuses every request as invalid: a failure that no retry can fix."""
+
+    def Work(self, request, context):
+        with self._lock:
+            self.calls += 1
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "work_ms must be even")
+
+
+def _restart_later(port: int, name: str, after: float, worker: Worker) -> threading.Timer:
+    timer = threading.Timer(after, lambda: serve_on(port, pb2_grpc.add_WorkerServicer_to_server,
+                                                    worker, name=name))
+    timer.start()
+    return timer
+
+
+@exercise(
+    "10.6",
+    "Challenge: a call that survives a restart",
+    notebook=LESSON,
+    hint="Think of the three ways a restart can meet your call: before it starts, while it is "
+    "in flight, never ending. Which status does each give, and which of them may be tried "
+    "again?",
+    second_hint="A call in flight when its server stops fails whatever options it had; a "
+    "new attempt must only get what is left of the one budget; and between attempts, "
+    "something must keep you from hammering a closed port.",
+)
+def survives_restart(call_through_restart: Callable[..., Any]) -> str:
+    port = free_port()
+    first = Worker("before restart")
+    second = Worker("after restart")
+    server = serve_on(port, pb2_grpc.add_WorkerServicer_to_server, first, name="check-restart")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    timers: list[threading.Timer] = []
+    said = []
+    try:
+        # 1. the server stops while the call is in flight, and is back 0.6 s later
+        stub = _CountingStub(channel)
+        stopper = threading.Timer(0.3, lambda: server.stop(0))
+        stopper.start()
+        timers += [stopper, _restart_later(port, "check-restart", 0.9, second)]
+        start = time.monotonic()
+        try:
+            reply = within(8, lambda: call_through_restart(
+                stub, pb2.WorkRequest(work_ms=600), 4.0), "give every attempt a deadline")
+        except grpc.RpcError as error:
+            expect(False, f"the server stopped during the call and was back 0.6 s later, well "
+                   f"within the 4 s budget, yet your function raised {error.code().name}: a "
+                   "call in flight when its server stops fails, whatever options it had; "
+                   "try it again while there is time")
+        took = time.monotonic() - start
+        expect(getattr(reply, "server", None) == "after restart",
+               f"call_through_restart returned {reply!r}, not the restarted server's reply")
+        expect(stub.attempts <= 20, f"{stub.attempts} attempts in {took:.1f} s: retrying in a "
+               "tight loop hammers a server that is starting; wait for it between attempts")
+        said.append(f"back after a restart in {took:.1f} s, without hammering it")
+
+        # 2. the server stops during the call and never comes back: one budget for all
+        for timer in timers:
+            timer.join(5)
+        stub = _CountingStub(channel)
+        gone = running().get("check-restart")
+        stopper = threading.Timer(0.5, lambda: gone.stop(0) if gone else None)
+        stopper.start()
+        timers.append(stopper)
+        start = time.monotonic()
+        try:
+            result = within(6, lambda: call_through_restart(
+                stub, pb2.WorkRequest(work_ms=2000), 1.0),
+                "with a 1 s budget and no server, the call must end near 1 s: give every "
+                "attempt a deadline")
+        except grpc.RpcError as error:
+            took = time.monotonic() - start
+            expect(error.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    grpc.StatusCode.UNAVAILABLE),
+                   f"with no server coming back, your function raised {error.code().name}")
+            expect(took < 1.4, f"with a 1 s budget, the call ended after {took:.1f} s: each "
+                   "attempt got a budget of its own; give every attempt only what is left of "
+                   "the one deadline")
+            expect(took > 0.8, f"with a 1 s budget and the server gone after 0.5 s, your "
+                   f"function gave up after {took:.1f} s: keep trying until the budget is spent")
+        else:
+            expect(False, f"with the server gone for good, call_through_restart returned "
+                   f"{result!r}: raise the RpcError, the caller must know the call failed")
+        said.append(f"gone for good: gave up after {took:.1f} s of a 1 s budget")
+
+        # 3. an error no retry can fix is raised at once
+        picky = _Picky("picky")
+        picky_server = serve_on(port, pb2_grpc.add_WorkerServicer_to_server, picky,
+                                name="check-restart")
+        stub = _CountingStub(channel)
+        refused: grpc.RpcError | None = None
+        try:
+            within(6, lambda: call_through_restart(stub, pb2.WorkRequest(work_ms=3), 3.0),
+                   "give every attempt a deadline")
+        except grpc.RpcError as error:
+            refused = error
+        expect(picky.calls == 1, f"a request refused as INVALID_ARGUMENT was sent {picky.calls} "
+               "times: only a status that says the server was not there is worth another try")
+        expect(refused is not None, "a request the server refuses as INVALID_ARGUMENT "
+               "returned instead of raising")
+        expect_error_status(refused, grpc.StatusCode.INVALID_ARGUMENT,
+                            "a request the server refuses as invalid")
+        picky_server.stop()
+        said.append("INVALID_ARGUMENT raised after 1 attempt")
+    finally:
+        for timer in timers:
+            timer.cancel()
+        channel.close()
+        if "check-restart" in running():
+            running()["check-restart"].stop()
+    return "; ".join(said)

@@ -197,3 +197,56 @@ class CountingProxy:
                 sock.close()
             except OSError:
                 pass
+
+
+class ConnectProxy(CountingProxy):
+    """An HTTP proxy on 127.0.0.1 that serves CONNECT only and notes each request line.
+
+    gRPC reaches a server through an HTTP proxy with `CONNECT host:port`; `seen` lists
+    those lines, so you can tell whether a channel went through the proxy.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        super().__init__("127.0.0.1:0")  # no fixed upstream: each CONNECT names one
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        client.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 8192:
+            chunk = client.recv(1024)
+            if not chunk:
+                break
+            head += chunk
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        self.seen.append(line)
+        method, _, rest = line.partition(" ")
+        address = rest.split(" ", 1)[0]
+        try:
+            if method != "CONNECT":
+                raise OSError("CONNECT only")
+            host, port = address.rsplit(":", 1)
+            server = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+        except (OSError, ValueError):
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            client.close()
+            return
+        client.settimeout(None)
+        server.settimeout(None)
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self._sockets += [client, server]
+        threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
+        self._pump(server, client, "down")
