@@ -35,6 +35,11 @@ class ReversedSubtract(Arithmetic):
         return pb2.SubtractReply(result=request.b - request.a)
 
 
+class AbsoluteSubtract(Arithmetic):
+    def Subtract(self, request, context):
+        return pb2.SubtractReply(result=abs(request.a - request.b))
+
+
 class NoMultiply(Arithmetic):
     Multiply = pb2_grpc.CalculatorServicer.Multiply
 
@@ -326,6 +331,8 @@ def metadatum_tuples(stub, a, b, request_id):
 WRONG_ANSWERS = [
     WrongAnswer("3.1", "Add subtracts", (WrongAdd,), says="Add(2, 3): the reference gives 5, yours gives -1"),
     WrongAnswer("3.1", "Subtract computes b - a", (ReversedSubtract,),
+                says="Subtract(2, 3): the reference gives -1, yours gives 1"),
+    WrongAnswer("3.1", "Subtract gives the distance abs(a - b)", (AbsoluteSubtract,),
                 says="Subtract(2, 3): the reference gives -1, yours gives 1"),
     WrongAnswer("3.1", "Multiply left unimplemented", (NoMultiply,), says="UNIMPLEMENTED"),
     WrongAnswer("3.2", "the seed's Divide: a zero divisor crashes as UNKNOWN", (SeedDivide,),

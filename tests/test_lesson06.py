@@ -125,6 +125,19 @@ class EdgesExcluded(RouteGuide):
                 yield feature
 
 
+class LatitudesSortedOnly(RouteGuide):
+    """Sorts the latitudes of the corners but takes the longitudes as they come."""
+
+    def ListFeatures(self, request, context):
+        require_rectangle(request, context)
+        lo, hi = request.lo, request.hi
+        south, north = sorted((lo.latitude, hi.latitude))
+        for feature in self.features:
+            p = feature.location
+            if south <= p.latitude <= north and lo.longitude <= p.longitude <= hi.longitude:
+                yield feature
+
+
 class EveryFeature(RouteGuide):
     """Streams the whole map, whatever the rectangle."""
 
@@ -611,6 +624,8 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "lo and hi swapped"),
     WrongAnswer("6.1", "leaves out features on the edge", (EdgesExcluded,),
                 "exactly one feature's point"),
+    WrongAnswer("6.1", "sorts the latitudes but not the longitudes", (LatitudesSortedOnly,),
+                "for the same rectangle with lo and hi swapped"),
     WrongAnswer("6.1", "ignores the rectangle", (EveryFeature,), "a rectangle inside the area"),
     WrongAnswer("6.2", "no validation, every point a feature", (NoValidation,),
                 "feature_count"),
