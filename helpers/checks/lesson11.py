@@ -317,7 +317,7 @@ def carried_across(call_options: Callable) -> str:
     async def run() -> None:
         async with asgi_client(app) as client:
             client_box.append(client)
-            for request_id, milliseconds in (("req-7f3a", 1500), ("req-c41d", 4000)):
+            for request_id, milliseconds in (("req-7f3a", 1999), ("req-c41d", 4000)):
                 headers = {"X-Request-Id": request_id, "X-Timeout-Ms": str(milliseconds)}
                 response, seen = await get(headers)
                 sent = seen.metadata.get("x-request-id")
@@ -334,7 +334,9 @@ def carried_across(call_options: Callable) -> str:
                 expect(left < budget * 10 or left < 0.05,
                        f"with X-Timeout-Ms: {milliseconds} the server had {left:.0f} s left: "
                        f"the header is in milliseconds, so the timeout is {budget} s")
-                expect(budget * 0.75 < left <= budget + 0.05,
+                # A busy machine may take a while to pass the call on: allow 0.75 s for that,
+                # which still tells 1999 ms from the 1 s that whole seconds would make of it.
+                expect(max(budget * 0.6, budget - 0.75) < left <= budget + 0.05,
                        f"with X-Timeout-Ms: {milliseconds} the server had {left:.3f} s left, "
                        f"expected just under {budget} s (are milliseconds lost on the way?)")
                 saw.append(f"{request_id!r} with {left:.2f} s left for {milliseconds} ms")
