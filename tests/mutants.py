@@ -144,8 +144,27 @@ def parse(source: str) -> ast.Module:
     return compile(source, "<cell>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
+def split_header(source: str) -> tuple[str, str]:
+    """(the cell's leading magics and comments, the rest with those lines left blank).
+
+    A cell magic (`%%ipytest`) is not Python, and a comment under it may configure it
+    (`# ipytest: run_in_thread=True`): both are kept as they are, in front of each mutant.
+    Blank lines keep the line numbers of the rest.
+    """
+    lines = source.split("\n")
+    count = 0
+    while count < len(lines) and (lines[count].startswith("%") or not lines[count].strip()
+                                  or lines[count].lstrip().startswith("#")):
+        count += 1
+    header = [line for line in lines[:count] if line.startswith("%") or line.strip()]
+    if not any(line.startswith("%") for line in header):
+        return "", source
+    return "\n".join(header) + "\n", "\n" * count + "\n".join(lines[count:])
+
+
 def mutants(source: str) -> list[tuple[str, str]]:
     """Every distinct (description, mutated source) of a cell's solution regions."""
+    header, source = split_header(source)
     region, tree = solution_lines(source), parse(source)
     lister = Mutator(region)
     lister.visit(copy.deepcopy(tree))
@@ -155,7 +174,7 @@ def mutants(source: str) -> list[tuple[str, str]]:
         text = ast.unparse(ast.fix_missing_locations(mutated))
         if text != original and text not in seen:
             seen.add(text)
-            found.append((label, text))
+            found.append((label, header + text))
     return found
 
 
