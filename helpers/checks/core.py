@@ -206,11 +206,20 @@ def stuck_server(max_wait: float = 30.0) -> Iterator[str]:
         server.stop(0).wait(5)
 
 
+_RESERVED: list[socket.socket] = []  # bound, never listening: ports no server can get
+
+
 def down_target() -> str:
-    """A loopback target where nothing listens (a port the system just handed out and freed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
+    """A loopback target where nothing listens: connecting is refused at once.
+
+    The port stays bound (not listening) for the life of the process. A freed port could go
+    to a server started later, and grpcio shares connections between channels to the same
+    target: that server's clients would then inherit the refused connection's back-off.
+    """
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.bind(("127.0.0.1", 0))
+    _RESERVED.append(probe)
+    return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 def expect_gives_up(function: Callable[[], Any], seconds: float, what: str) -> BaseException | None:
