@@ -181,7 +181,7 @@ def test_a_wrong_attempt_shows_its_hint_only_when_clicked(lab: str, browser) -> 
     put_notebook(lab, "hint_scratch.ipynb", WRONG_ATTEMPT)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     text = run_all(page, lab, "hint_scratch.ipynb")
-    assert "❌ Exercise 3.1" in text and "expected 5, got -1" in text
+    assert "❌ Exercise 3.1" in text and "the reference gives 5, yours gives -1" in text
     from helpers.checks import EXERCISES
 
     hint_text = EXERCISES["3.1"].hint
