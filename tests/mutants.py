@@ -35,6 +35,9 @@ SURVIVORS_FILE = ROOT / "tests" / "mutants_survivors.toml"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CHECK_CALL = re.compile(r'check\(\s*"(\d+\.\d+)"')
 FLOOR = 0.90
+# The checks run here must not write the learner's progress records (helpers/progress_report.py).
+os.environ.setdefault("COURSE_PROGRESS_FILE", os.path.join(
+    __import__("tempfile").mkdtemp(prefix="course-mutants-"), "progress.jsonl"))
 FLIPS: dict[type, type] = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
                            ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot,
                            ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
