@@ -22,6 +22,7 @@ import os
 import random
 import re
 import sys
+import tempfile
 import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,7 +38,7 @@ CHECK_CALL = re.compile(r'check\(\s*"(\d+\.\d+)"')
 FLOOR = 0.90
 # The checks run here must not write the learner's progress records (helpers/progress_report.py).
 os.environ.setdefault("COURSE_PROGRESS_FILE", os.path.join(
-    __import__("tempfile").mkdtemp(prefix="course-mutants-"), "progress.jsonl"))
+    tempfile.mkdtemp(prefix="course-mutants-"), "progress.jsonl"))
 FLIPS: dict[type, type] = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
                            ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot,
                            ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
