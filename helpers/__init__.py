@@ -9,6 +9,10 @@ import os
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from helpers import protos  # noqa: E402
+
+# hypothesis (used by checks and lesson 13) keeps a cache folder: in this copy of the course
+# (gitignored), not in lessons/.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(protos.PROJECT_ROOT / ".hypothesis"))
 from helpers.checks import check  # noqa: E402
 from helpers.explorer import explore  # noqa: E402
 from helpers.servers import serve, serve_aio  # noqa: E402

@@ -433,8 +433,12 @@ async def fastest_first_done_even_failed(targets, a, b, timeout):
         return done.pop().result().result
 
 
+_NEVER_CLOSED: list = []  # the channels fastest_never_cancels leaves open, as a leak would
+
+
 async def fastest_never_cancels(targets, a, b, timeout):
     channels = [grpc.aio.insecure_channel(t) for t in targets]
+    _NEVER_CLOSED.extend(channels)  # kept alive: a garbage-collected channel would cancel its calls
     tasks = [asyncio.ensure_future(calculator_pb2_grpc.CalculatorStub(c).Add(_add(a, b),
                                                                             timeout=timeout))
              for c in channels]
