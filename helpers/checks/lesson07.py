@@ -397,6 +397,7 @@ class _Replica(calculator_pb2_grpc.CalculatorServicer):
         self.delay, self.code = delay, code
         self.started: list[float] = []
         self.ended: list[str] = []  # "answered", "failed" or "cancelled", per call
+        self.seen_ended: list[str] = []  # `ended` before the check stopped the server
 
     async def Add(self, request, context):
         self.started.append(time.monotonic())
@@ -429,6 +430,8 @@ async def _race(fastest_add: Callable, replicas: list[_Replica], a: int, b: int,
             outcome = error
         took = time.monotonic() - start
         await asyncio.sleep(0.3)  # let the servers see what became of the other calls
+        for replica in replicas:  # as they were before stopping the servers cancels the rest
+            replica.seen_ended = list(replica.ended)
         return outcome, took
     finally:
         for server in servers:
@@ -465,7 +468,7 @@ def fastest_replica(fastest_add: Callable[..., Awaitable[int]]) -> str:
                "not one after another")
         expect(took < 0.45, f"fastest_add returned after {took:.2f} s, though a replica answered "
                "after 0.05 s: return as soon as one call succeeds, without waiting for the others")
-        losers = [r.ended for r in (slow, middle)]
+        losers = [r.seen_ended for r in (slow, middle)]
         expect(all(ended == ["cancelled"] for ended in losers),
                f"the two slower replicas' calls ended {losers} on their servers: once a reply "
                "is in, cancel the calls still running so their servers stop working for nobody")

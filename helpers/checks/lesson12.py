@@ -539,7 +539,10 @@ def _benchmark_once(benchmark: Callable, plan: list[tuple[int, float]], warmup: 
         "the mean latency": [len(lat) / statistics.mean(lat) for lat in latencies],
         "10 calls per batch": [10 / wall for _, wall in measured],
     }
+    right = statistics.median(rates)
     for formula, values in wrong.items():
+        if _near(statistics.median(values), right, 0.08):
+            continue  # on this run the formula happens to give the right figure: no verdict
         expect(not _near(median, statistics.median(values), 0.08),
                f"median {median:.0f} calls/s is what {formula} gives: calls in flight overlap and "
                "no latency spans the whole batch; divide each batch's number of calls by its wall "
