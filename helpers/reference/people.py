@@ -23,7 +23,7 @@ Person = person_pb2.Person
 
 
 def sample_people() -> dict[str, Person]:
-    """The two people of seed article 001, keyed by name."""
+    """The two people of the tutorial lesson 04 follows, keyed by name."""
     return {
         "Alice": Person(
             name="Alice", age=30, gender=Person.GENDER_FEMALE, hobbies=["reading", "swimming"],
