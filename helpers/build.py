@@ -90,6 +90,7 @@ def build_notebook(solution: nbformat.NotebookNode, solution_name: str,
     cells = []
     exercise_id, title = "?", ""
     for cell in lesson.cells:
+        cell.metadata.pop("execution", None)  # when the solution last ran: noise for a learner
         tags = list(cell.metadata.get("tags", []))
         if cell.cell_type == "markdown":
             headings = EXERCISE_HEADING.findall(cell.source)
@@ -140,7 +141,7 @@ def execute_solutions(names: list[str], timeout: int = 600) -> None:
         print(f"executing {path.relative_to(PROJECT_ROOT)}")
         notebook = nbformat.read(path, as_version=4)
         NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=False,
-                       resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
+                       record_timing=False, resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
         path.write_text(render(notebook))
 
 

@@ -343,6 +343,7 @@ WRONG_ANSWERS = [
                 says="fields_of(39 00 00 00 00 00 00 00 00)"),
     WrongAnswer("2.6", "hands the bytes to the course's wire inspector", (fields_by_the_inspector,),
                 says="not to let a parser do it"),
+    WrongAnswer("2.6", "field number 0 accepted", (_walk,), says="fields_of(00 01)"),
     WrongAnswer("2.1", "raises whenever protoc writes to stderr", (raises_on_stderr,),
                 says="a warning on stderr is not a failure"),
     WrongAnswer("2.1", "empties out_dir first", (empties_out_dir,),

@@ -447,6 +447,10 @@ _MESSAGES = st.one_of(
 _CUT = st.builds(lambda data, cut: data[:max(0, len(data) - cut)], _MESSAGES, st.integers(1, 6))
 _WRONG_TYPE = st.builds(lambda number, wire_type: encode_varint(number << 3 | wire_type) + b"\x00",
                         _NUMBERS, st.sampled_from([3, 4, 6, 7]))
+# Field number 0 is never valid, whatever its wire type and wherever it comes in the message.
+_NUMBER_ZERO = st.builds(lambda before, wire_type, after: before + _field_bytes(
+    0, wire_type, {0: 1, 1: bytes(8), 2: b"x", 5: bytes(4)}[wire_type]) + after,
+    _MESSAGES, st.sampled_from([0, 1, 2, 5]), _MESSAGES)
 
 
 def _same_or_both_refused(got: tuple, expected: tuple) -> bool:
@@ -475,16 +479,17 @@ def fields_by_hand(fields_of: Callable[[bytes], list]) -> str:
     expect(not used, f"fields_of uses {sorted(used)}: the challenge is to walk the bytes "
            "yourself, not to let a parser do it")
     compared = compare_with_reference(
-        fields_of, reference_fields, st.one_of(_MESSAGES, _CUT, _WRONG_TYPE),
+        fields_of, reference_fields, st.one_of(_MESSAGES, _CUT, _WRONG_TYPE, _NUMBER_ZERO),
         lambda data: f"fields_of({data.hex(' ')[:90]}{'...' if len(data) > 30 else ''})",
         examples=[b"", Person(name="Ada", age=36).SerializeToString(),
                   _field_bytes(16, 0, 1), _field_bytes(300, 2, b"hi"), _field_bytes(7, 1, bytes(8)),
                   _field_bytes(9, 5, b"\x01\x02\x03\x04"), _field_bytes(2, 0, 2**64 - 1),
-                  _field_bytes(1, 2, b"abc")[:-1], b"\x96", b"\x0b\x00"],
+                  _field_bytes(1, 2, b"abc")[:-1], b"\x96", b"\x0b\x00",
+                  b"\x00\x01", _field_bytes(1, 0, 5) + _field_bytes(0, 2, b"hi")],
         max_examples=150, same=_same_or_both_refused)
     return (f"{compared} messages (persons, fields of every wire type and numbers up to 2**29-1, "
-            "cut short, or with a wire type that cannot be read) give the same fields as the "
-            "reference, or are refused")
+            "cut short, with a wire type that cannot be read or a field number 0) give the same "
+            "fields as the reference, or are refused")
 
 
 def _names_in(function: Callable) -> set[str]:
