@@ -103,6 +103,16 @@ def empties_out_dir(proto_file: Path, out_dir: Path) -> list[str]:
     return good_compile(proto_file, out_dir)
 
 
+def bytes_message(proto_file: Path, out_dir: Path) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_file.parent}",
+         *(f"--{kind}_out={out_dir}" for kind in ALL_OUTPUTS), str(proto_file)],
+        capture_output=True)
+    if result.returncode:
+        raise RuntimeError(result.stderr.strip())  # bytes: str() of it reads b'...'
+    return sorted(path.name for path in out_dir.iterdir())
+
+
 # ---- 2.2 ---------------------------------------------------------------------------------
 
 def grace() -> Person:
@@ -359,6 +369,7 @@ WRONG_ANSWERS = [
     WrongAnswer("2.1", "forgets --pyi_out", (no_pyi,), says="pinger_pb2.pyi"),
     WrongAnswer("2.1", "raises RuntimeError(result.stdout), which is empty", (stdout_message,),
                 says="it should carry protoc's own message (result.stderr)"),
+    WrongAnswer("2.1", "protoc's message left as bytes", (bytes_message,), says="that is bytes, not text"),
     WrongAnswer("2.1", "ignores the return code", (ignores_returncode,),
                 says="a broken .proto compiled without an error"),
     WrongAnswer("2.1", "copies --proto_path=protos/ from the cell above", (course_proto_path,),

@@ -124,6 +124,10 @@ def compile_proto(compile_proto: Callable[[Path, Path], list[str]]) -> str:
                    f"for a broken .proto the RuntimeError says {str(error).strip()[:200]!r}; it "
                    "should carry protoc's own message (result.stderr), which names "
                    "broken.proto, the line and the problem")
+            expect(not str(error).startswith(("b'", 'b"')) and "\\n" not in str(error),
+                   f"the RuntimeError says {str(error).strip()[:120]}: that is bytes, not text. "
+                   "Ask subprocess for text, or decode protoc's output, so the message reads "
+                   "as protoc wrote it")
         except Exception as error:
             raise Mismatch(f"for a broken .proto compile_proto raised {type(error).__name__}"
                            f"({str(error).strip()[:160]}); raise RuntimeError with protoc's own "
