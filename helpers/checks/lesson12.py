@@ -89,6 +89,29 @@ def _plain_channel(target: str, options: list | None = None) -> grpc.Channel:
     return make(target, options=options or [])
 
 
+def _call_in_flight(server: processes.Process) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start Add(20, 22) on the script's server from a thread; return once the server has it.
+
+    The thread puts the call's "reply" or "error" into the dict it returns."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        with _plain_channel(server.target) as channel:
+            stub = calculator_pb2_grpc.CalculatorStub(channel)
+            try:
+                outcome["reply"] = stub.Add(calculator_pb2.AddRequest(a=20, b=22), timeout=20)
+            except grpc.RpcError as error:
+                outcome["error"] = error
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    try:
+        server.wait_for("call started", 15)
+    except (RuntimeError, TimeoutError):
+        raise _failure(server.output()) from None
+    return caller, outcome
+
+
 # --- 12.1 ------------------------------------------------------------------------------
 
 SIGTERM_SCRIPT = """\
@@ -179,22 +202,8 @@ def check_graceful_shutdown(run_until_sigterm: Callable) -> str:
     script = _script(SIGTERM_SCRIPT.format(protos=PROTOS, scripts=str(processes.SCRIPTS),
                                            grace=GRACE_121, delay=DELAY_121, source=source,
                                            name=run_until_sigterm.__name__))
-    outcome: dict[str, Any] = {}
     with _start(script, name="check-12.1") as server:
-        def call() -> None:
-            with _plain_channel(server.target) as channel:
-                stub = calculator_pb2_grpc.CalculatorStub(channel)
-                try:
-                    outcome["reply"] = stub.Add(calculator_pb2.AddRequest(a=20, b=22), timeout=20)
-                except grpc.RpcError as error:
-                    outcome["error"] = error
-
-        caller = threading.Thread(target=call, daemon=True)
-        caller.start()
-        try:
-            server.wait_for("call started", 15)
-        except (RuntimeError, TimeoutError):
-            raise _failure(server.output()) from None
+        caller, outcome = _call_in_flight(server)
         server.signal(signal.SIGTERM)
         try:
             server.popen.wait(WAIT_121)
@@ -812,22 +821,8 @@ def check_clean_shutdown(shut_down_cleanly: Callable) -> str:
     script = _script(CLEAN_SCRIPT.format(protos=PROTOS, scripts=str(processes.SCRIPTS),
                                          grace=GRACE_125, drain=DRAIN_125, delay=DELAY_125,
                                          source=source, name=shut_down_cleanly.__name__))
-    outcome: dict[str, Any] = {}
     with _start(script, name="check-12.5") as server:
-        def call() -> None:
-            with _plain_channel(server.target) as channel:
-                stub = calculator_pb2_grpc.CalculatorStub(channel)
-                try:
-                    outcome["reply"] = stub.Add(calculator_pb2.AddRequest(a=20, b=22), timeout=20)
-                except grpc.RpcError as error:
-                    outcome["error"] = error
-
-        caller = threading.Thread(target=call, daemon=True)
-        caller.start()
-        try:
-            server.wait_for("call started", 15)
-        except (RuntimeError, TimeoutError):
-            raise _failure(server.output()) from None
+        caller, outcome = _call_in_flight(server)
         with _plain_channel(server.target) as probe_channel:
             probe = health_pb2_grpc.HealthStub(probe_channel)
             before = probe.Check(health_pb2.HealthCheckRequest(), timeout=5).status
