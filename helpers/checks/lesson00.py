@@ -283,7 +283,7 @@ def _scenarios(first_product: Callable[..., Any], fleet: _Fleet) -> str:
                        "has not answered within a second is skipped, the next one is asked")
     expect(got == 42, f"{what}: expected 42, got {got!r}")
     expect(fleet.asked() == ["B"], f"{what}: asked {fleet.asked()} of the healthy servers")
-    expect(1.7 <= took <= 2.8, f"{what} took {took:.1f} s with two servers that never answer: "
+    expect(1.7 <= took <= 3.0, f"{what} took {took:.1f} s with two servers that never answer: "
            "give each server one second, no more, no less")
 
     # an error is an answer: the next server would say the same
@@ -311,7 +311,7 @@ def _scenarios(first_product: Callable[..., Any], fleet: _Fleet) -> str:
     names = ["stuck1", "stuck2", "stuck3", "stuck4"]
     what = _shown(names, 2, 3, 2.2)
     kind, got, took = _run_first(first_product, fleet, names, 2, 3, 2.2)
-    expect(took <= 2.7, f"{what} took {took:.1f} s: the whole call must end within `seconds`, "
+    expect(took <= 2.8, f"{what} took {took:.1f} s: the whole call must end within `seconds`, "
            "however many servers never answer")
     expect(took >= 1.9, f"{what} gave up after {took:.1f} s, with time left to ask another "
            "server")

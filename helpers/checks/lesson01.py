@@ -635,12 +635,12 @@ def _two_servers(make: Callable[..., Any], servers: list[_WatchedServer]) -> str
 
 
 def _no_stale_reply(make: Callable[..., Any], server: _WatchedServer) -> str:
-    calc = make(server.address, 0.3)
+    calc = make(server.address, 0.5)
     expect_equal(_outcome(lambda: calc.add(1, 2)), 3, "stub.add(1, 2)")
     server.late_sent.clear()
-    got = _outcome(lambda: calc.call("late", [111, 0.8]))
-    expect(got == ("RemoteError", "DEADLINE_EXCEEDED"), f"a call the server answers after 0.8 s, "
-           f"with timeout=0.3, {_said(got)}: expected RemoteError 'DEADLINE_EXCEEDED'")
+    got = _outcome(lambda: calc.call("late", [111, 1.2]))
+    expect(got == ("RemoteError", "DEADLINE_EXCEEDED"), f"a call the server answers after 1.2 s, "
+           f"with timeout=0.5, {_said(got)}: expected RemoteError 'DEADLINE_EXCEEDED'")
     expect(server.late_sent.wait(5), "the check's server never sent its late reply (a bug in the "
            "check: please report it)")
     time.sleep(0.1)  # the late reply is on its way, or already waiting in the old connection
