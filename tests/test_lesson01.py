@@ -316,6 +316,177 @@ def blames_the_client(request, functions):
     except Exception as error:
         return error_reply("INVALID_PARAMS", str(error))
 
+# ---- 1.5: one connection for many calls ---------------------------------------------------
+
+class KeepAlive(GoodStub):
+    """The solution of 1.5."""
+
+    def __init__(self, address, timeout: float = 1.0):
+        super().__init__(address, timeout)
+        self.sock = None
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _connect(self):
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address, timeout=self.timeout)
+        return self.sock
+
+    @staticmethod
+    def _result(reply):
+        if "error" in reply:
+            raise RemoteError(reply["error"]["code"], reply["error"]["message"])
+        return reply["result"]
+
+    def call(self, method, params):
+        try:
+            sock = self._connect()
+            send_json(sock, {"method": method, "params": params})
+            reply = receive_json(sock)
+        except TimeoutError:
+            self.close()
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        except OSError:
+            self.close()
+            raise
+        return self._result(reply)
+
+
+class KeepAliveWithAFile(KeepAlive):
+    """Correct too: connect by hand with settimeout, read replies through one file per connection."""
+
+    def close(self):
+        if self.sock is not None:
+            self.reader.close()
+            super().close()
+
+    def call(self, method, params):
+        try:
+            if self.sock is None:
+                sock = socket.socket()
+                sock.settimeout(self.timeout)
+                try:
+                    sock.connect(self.address)
+                except BaseException:
+                    sock.close()
+                    raise
+                self.sock, self.reader = sock, sock.makefile("rb")
+            self.sock.sendall(json.dumps({"method": method, "params": params}).encode() + b"\n")
+            line = self.reader.readline()
+            if not line.endswith(b"\n"):
+                raise ConnectionError("the server hung up before replying")
+        except socket.timeout:
+            self.close()
+            raise RemoteError("DEADLINE_EXCEEDED", f"waited {self.timeout} s") from None
+        except ConnectionError:
+            self.close()
+            raise
+        return self._result(json.loads(line))
+
+
+class ConnectionPerCall(KeepAlive):
+    def call(self, method, params):
+        return jsonrpc.call(self.address, method, params, timeout=self.timeout)
+
+
+class KeepsItAfterATimeout(KeepAlive):
+    def call(self, method, params):
+        try:
+            sock = self._connect()
+            send_json(sock, {"method": method, "params": params})
+            reply = receive_json(sock)
+        except TimeoutError:  # the connection is kept: its late reply is still on the way
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        except OSError:
+            self.close()
+            raise
+        return self._result(reply)
+
+
+class SendsItAgain(KeepAlive):
+    """Reconnects and sends the same request again when the connection breaks."""
+
+    def call(self, method, params):
+        try:
+            return KeepAlive.call(self, method, params)
+        except ConnectionError:
+            return KeepAlive.call(self, method, params)
+
+
+class BrokenIsATimeout(KeepAlive):
+    def call(self, method, params):
+        try:
+            return KeepAlive.call(self, method, params)
+        except OSError:
+            raise RemoteError("DEADLINE_EXCEEDED", "the call failed") from None
+
+
+class NeverReconnects(KeepAlive):
+    def call(self, method, params):
+        try:
+            sock = self._connect()
+            send_json(sock, {"method": method, "params": params})
+            reply = receive_json(sock)
+        except TimeoutError:
+            self.close()
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        return self._result(reply)
+
+
+class ClosesAfterAnError(KeepAlive):
+    """Takes an error reply for a broken connection and starts a new one."""
+
+    def call(self, method, params):
+        try:
+            return KeepAlive.call(self, method, params)
+        except RemoteError:
+            self.close()
+            raise
+
+
+class OneRecvKeepAlive(KeepAlive):
+    def call(self, method, params):
+        try:
+            sock = self._connect()
+            send_json(sock, {"method": method, "params": params})
+            reply = json.loads(sock.recv(4096))
+        except TimeoutError:
+            self.close()
+            raise RemoteError("DEADLINE_EXCEEDED", f"no reply within {self.timeout} s") from None
+        except OSError:
+            self.close()
+            raise
+        return self._result(reply)
+
+
+class ConnectsWithoutATimeout(KeepAlive):
+    def _connect(self):
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address)
+            self.sock.settimeout(self.timeout)
+        return self.sock
+
+
+_shared: dict = {}
+
+
+class OneConnectionForAll(KeepAlive):
+    """Keeps the connection in a global: every stub, whatever its address, uses the first one."""
+
+    def _connect(self):
+        if _shared.get("sock") is None:
+            _shared["sock"] = socket.create_connection(self.address, timeout=self.timeout)
+        self.sock = _shared["sock"]
+        return self.sock
+
+    def close(self):
+        _shared.pop("sock", None)
+        super().close()
+
+
 # ---- 1.4: reading the deadline off the wire -----------------------------------------------
 
 UNITS = {"H": 3600, "M": 60, "S": 1, "m": 0.001, "u": 1e-6, "n": 1e-9}
@@ -391,6 +562,24 @@ def zero_without_deadline(call):
 
 
 WRONG_ANSWERS = [
+    WrongAnswer("1.5", "a new connection for every call", (ConnectionPerCall,),
+                says="two calls opened 2 connections"),
+    WrongAnswer("1.5", "keeps the connection after a timeout", (KeepsItAfterATimeout,),
+                says="that is the late reply to the call that had given up"),
+    WrongAnswer("1.5", "sends the request again when the connection breaks", (SendsItAgain,),
+                says="it must never be sent again"),
+    WrongAnswer("1.5", "a broken connection reported as DEADLINE_EXCEEDED", (BrokenIsATimeout,),
+                says="a broken connection is not a timeout"),
+    WrongAnswer("1.5", "keeps the broken connection", (NeverReconnects,),
+                says="the next call needs a new one"),
+    WrongAnswer("1.5", "starts a new connection after an error reply", (ClosesAfterAnError,),
+                says="an error reply is a whole reply like any other"),
+    WrongAnswer("1.5", "one recv(4096) for the reply", (OneRecvKeepAlive,),
+                says="a reply of about 14 kB could not be decoded"),
+    WrongAnswer("1.5", "the timeout set only after connecting", (ConnectsWithoutATimeout,),
+                says="still waiting after 5 s"),
+    WrongAnswer("1.5", "one connection in a global, shared by every stub", (OneConnectionForAll,),
+                says="each stub has its own connection, to its own address"),
     WrongAnswer("1.1", "one recv(4096) for the reply", (OneRecvStub,),
                 says="one recv() returns whatever has arrived"),
     WrongAnswer("1.1", "every error raised as METHOD_NOT_FOUND", (AlwaysMethodNotFound,),
@@ -467,14 +656,15 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("1.2", reference_dispatch), ("1.2", strict_types_dispatch),
     ("1.3", GoodStub), ("1.3", SettimeoutStub),
     ("1.4", reference_deadline_of), ("1.4", float_digits), ("1.4", divmod_style),
+    ("1.5", KeepAlive), ("1.5", KeepAliveWithAFile),
 ], ids=lambda value: getattr(value, "__name__", value))
 def test_correct_answers_pass(exercise_id, answer, capsys) -> None:
     passes(capsys, exercise_id, answer)
 
 
-@pytest.mark.parametrize("exercise_id", ["1.1", "1.3"])
+@pytest.mark.parametrize("exercise_id", ["1.1", "1.3", "1.5"])
 def test_unsolved_stubs_fail(exercise_id, capsys) -> None:
-    class UnsolvedStub(GoodStub):
+    class UnsolvedStub(KeepAlive):
         call = unsolved
 
     assert "not solved yet" in fails(capsys, exercise_id, UnsolvedStub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from functools import partial
@@ -411,3 +412,295 @@ def deadline_reader(deadline_of: Callable[[Call], Any]) -> str:
         _expect_reading(deadline_of, _a_call(value), "a call")
     return (f"{len(timeouts)} real calls (m, S, M and H units, and no deadline) and "
             f"{len(boundaries) + len(generated)} headers with every unit read right")
+
+
+# ---- 1.5: one connection for many calls ---------------------------------------------------------
+
+
+class _WatchedServer:
+    """A JSON-lines server that counts the connections it accepts and the requests it runs.
+
+    Besides the functions of STUB_FUNCTIONS it knows two methods of its own: `late(value,
+    delay)` answers after `delay` seconds, and `vanish()` runs, then hangs up without a
+    reply (the reply is lost: did it run or not?). `hang_up()` closes every open connection.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self.connections = 0
+        self.ran: list[str] = []
+        self.late_sent = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # stop() closed the listener
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.add(connection)
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            while True:
+                request = jsonrpc.receive_json(connection)
+                method, params = request.get("method"), request.get("params", [])
+                with self._lock:
+                    self.ran.append(method)
+                if method == "late":
+                    time.sleep(params[1])
+                    try:
+                        jsonrpc.send_json(connection, {"result": params[0]})
+                    finally:
+                        self.late_sent.set()
+                elif method == "vanish":
+                    return
+                else:
+                    jsonrpc.send_json(connection, reference_dispatch(request, STUB_FUNCTIONS))
+        except (OSError, ValueError):  # the client left, or hang_up()/stop() closed it
+            pass
+        finally:
+            self._close(connection)
+
+    def _close(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(connection)
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        connection.close()
+
+    def hang_up(self) -> None:
+        """Close every open connection, as a restarting server would."""
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            self._close(connection)
+
+    def runs(self, method: str) -> int:
+        with self._lock:
+            return self.ran.count(method)
+
+    def stop(self) -> None:
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        self.hang_up()
+
+
+def _outcome(function: Callable[[], Any], advice: str = "every wait needs self.timeout") -> Any:
+    """What one call did: its value, ("RemoteError", code), or the exception it raised."""
+    try:
+        return within(5, function, advice)
+    except RemoteError as error:
+        return ("RemoteError", error.code)
+    except (Mismatch, NotImplementedError):
+        raise
+    except Exception as error:
+        return error
+
+
+def _said(outcome: Any) -> str:
+    if isinstance(outcome, BaseException):
+        return f"{type(outcome).__name__}({outcome})"
+    if isinstance(outcome, tuple) and outcome[:1] == ("RemoteError",):
+        return f"RemoteError {outcome[1]!r}"
+    return f"returned {outcome!r}"
+
+
+@exercise(
+    "1.5",
+    "Challenge: one connection for many calls",
+    notebook=LESSON,
+    hint="For each way a call can end (a result, an error reply, a timeout, the server hanging "
+    "up), ask: is the connection still in a known state afterwards, ready for the next request?",
+    second_hint="After an error reply the next byte on the connection starts the next reply. "
+    "After a timeout, the late reply may still come, and nothing in it says which call it "
+    "answers. After the server hangs up, nobody knows whether the request ran.",
+)
+def keep_alive_stub(stub_class: type) -> str:
+    with _default_timeout_kept():
+        return _keep_alive_stub(stub_class)
+
+
+def _keep_alive_stub(stub_class: type) -> str:
+    stubs: list[Any] = []
+    servers = [_WatchedServer(), _WatchedServer()]
+
+    def make(address: tuple[str, int], timeout: float) -> Any:
+        stubs.append(stub_class(address, timeout=timeout))
+        return stubs[-1]
+
+    try:
+        said = [_one_connection(make, servers[0]), _generated_calls(make),
+                _two_servers(make, servers), _no_stale_reply(make, servers[1]),
+                _hang_ups(make, servers[0]), _timeouts(stub_class)]
+    finally:
+        for stub in stubs:
+            try:
+                stub.close()
+            except Exception:  # the check's clean-up: the verdict is already made
+                pass
+        for server in servers:
+            server.stop()
+    return "; ".join(said)
+
+
+def _one_connection(make: Callable[..., Any], server: _WatchedServer) -> str:
+    calc = make(server.address, 2)
+    for method, params, expected in [("add", [2, 3], 5), ("multiply", [6, 7], 42)]:
+        expect_equal(_outcome(lambda: getattr(calc, method)(*params)), expected,
+                     f"stub.{method}{tuple(params)}")
+    expect(server.connections == 1, f"two calls opened {server.connections} connections: keep "
+           "the stub's connection in self.sock and send every call over it")
+    for method, params, code in [("power", [2, 8], "METHOD_NOT_FOUND"),
+                                 ("add", ["2", 3], "INVALID_PARAMS"),
+                                 ("divide", [1, 0], "INTERNAL")]:
+        got = _outcome(lambda: getattr(calc, method)(*params))
+        expect(got == ("RemoteError", code), f"stub.{method}{tuple(params)}, which the server "
+               f"answers with the error {code}, {_said(got)}: raise RemoteError with the "
+               "server's code")
+    expect(server.connections == 1, f"after error replies the stub opened a new connection "
+           f"({server.connections} in all): an error reply is a whole reply like any other, "
+           "and the connection is still good")
+    got = _outcome(lambda: calc.count(3000), "read the reply up to its newline")
+    if isinstance(got, ValueError):
+        raise Mismatch(f"a reply of about 14 kB could not be decoded ({got}): one recv() returns "
+                       "whatever has arrived; read up to the newline (receive_json does)")
+    expect(got == list(range(3000)), "stub.count(3000), a reply of about 14 kB, "
+           f"{_said(got) if not isinstance(got, list) else f'came back with {len(got)} items'}: "
+           "read the whole line")
+    expect_equal(_outcome(lambda: calc.add(1, 1)), 2, "stub.add(1, 1) after all that")
+    expect(server.connections == 1, f"{server.connections} connections for 7 calls")
+    return "7 calls, error replies and a 14 kB reply among them, on one connection"
+
+
+def _generated_calls(make: Callable[..., Any]) -> str:
+    """Sequences of calls on one stub: the same results as the server's own dispatcher."""
+    from hypothesis import strategies as st
+
+    from helpers.checks.core import compare_with_reference
+
+    numbers = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e3, 1e3, allow_nan=False))
+    one_call = st.one_of(
+        st.tuples(st.sampled_from(["add", "multiply", "divide"]), st.lists(numbers, min_size=2,
+                                                                           max_size=2)),
+        st.tuples(st.sampled_from(["add", "power", "multiply"]), st.lists(
+            st.one_of(numbers, st.text(max_size=3), st.booleans()), max_size=3)))
+    server = _WatchedServer()
+    calc = make(server.address, 2)
+
+    def learner(calls: list) -> list:
+        return [_outcome(lambda: calc.call(method, params)) for method, params in calls]
+
+    def expected(calls: list) -> list:
+        replies = [reference_dispatch({"method": m, "params": p}, STUB_FUNCTIONS) for m, p in calls]
+        return [("RemoteError", r["error"]["code"]) if "error" in r else r["result"]
+                for r in replies]
+
+    try:
+        count = compare_with_reference(
+            learner, expected, st.lists(one_call, min_size=1, max_size=5),
+            lambda calls: "the calls " + ", ".join(f"{m}{tuple(p)}" for m, p in calls)
+            + " on one stub", max_examples=30,
+            same=lambda got, want: got[0] == want[0] and [_said(x) for x in got[1]]
+            == [_said(x) for x in want[1]])
+        expect(server.connections > 0, f"{count} sequences of calls on a new stub never "
+               "reached its server: each stub has its own connection, to its own address")
+        expect(server.connections == 1, f"{count} sequences of calls on one stub opened "
+               f"{server.connections} connections: one is enough")
+    finally:
+        server.stop()
+    return f"{count} generated sequences of calls agree with the server's dispatcher, on one connection"
+
+
+def _two_servers(make: Callable[..., Any], servers: list[_WatchedServer]) -> str:
+    before = [server.runs("multiply") for server in servers]
+    first, second = make(servers[0].address, 2), make(servers[1].address, 2)
+    for calc, server, a in [(first, servers[0], 3), (second, servers[1], 4), (first, servers[0], 5)]:
+        expect_equal(_outcome(lambda: calc.multiply(a, 10)), a * 10, f"stub.multiply({a}, 10)")
+    got = [server.runs("multiply") - count for server, count in zip(servers, before)]
+    expect(got == [2, 1], f"two stubs for two servers: the servers ran {got} of the calls meant "
+           "for them ([2, 1]): each stub has its own connection, to its own address")
+    return "two stubs, two servers, each its own connection"
+
+
+def _no_stale_reply(make: Callable[..., Any], server: _WatchedServer) -> str:
+    calc = make(server.address, 0.5)
+    expect_equal(_outcome(lambda: calc.add(1, 2)), 3, "stub.add(1, 2)")
+    server.late_sent.clear()
+    got = _outcome(lambda: calc.call("late", [111, 1.2]))
+    expect(got == ("RemoteError", "DEADLINE_EXCEEDED"), f"a call the server answers after 1.2 s, "
+           f"with timeout=0.5, {_said(got)}: expected RemoteError 'DEADLINE_EXCEEDED'")
+    expect(server.late_sent.wait(5), "the check's server never sent its late reply (a bug in the "
+           "check: please report it)")
+    time.sleep(0.1)  # the late reply is on its way, or already waiting in the old connection
+    got = _outcome(lambda: calc.add(2, 3))
+    expect(got != 111, "stub.add(2, 3) returned 111: that is the late reply to the call that had "
+           "given up. After a timeout the connection still carries that reply, and nothing in it "
+           "says which call it answers")
+    expect(got == 5, f"stub.add(2, 3), the call after a timeout, {_said(got)}: expected 5")
+    return "no late reply taken for a later call's"
+
+
+def _hang_ups(make: Callable[..., Any], server: _WatchedServer) -> str:
+    calc = make(server.address, 2)
+    expect_equal(_outcome(lambda: calc.add(1, 2)), 3, "stub.add(1, 2)")
+    before = server.runs("vanish")
+    got = _outcome(lambda: calc.call("vanish", []))
+    time.sleep(0.2)
+    ran = server.runs("vanish") - before
+    expect(ran == 1, f"a call during which the server hung up ran {ran} times on the server: it "
+           "may have run (here it did), so it must never be sent again")
+    if got == ("RemoteError", "DEADLINE_EXCEEDED"):
+        raise Mismatch("a call during which the server hung up raised RemoteError "
+                       "'DEADLINE_EXCEEDED': a broken connection is not a timeout; let the "
+                       "ConnectionError through")
+    expect(isinstance(got, ConnectionError), f"a call during which the server hung up "
+           f"{_said(got)}: expected ConnectionError (or a subclass)")
+    got = _outcome(lambda: calc.add(2, 2))
+    expect(got == 4, f"stub.add(2, 2), the call after the server hung up, {_said(got)}: the old "
+           "connection is gone; the next call needs a new one")
+    server.hang_up()  # between calls this time
+    time.sleep(0.1)
+    got = _outcome(lambda: calc.add(5, 5))
+    if isinstance(got, ConnectionError):
+        got = _outcome(lambda: calc.add(5, 5))
+        expect(got == 10, f"after the server hung up between calls, a first call raised "
+               f"ConnectionError and the next {_said(got)}: expected 10, on a new connection")
+    expect(got == 10, f"stub.add(5, 5) after the server hung up between calls {_said(got)}: "
+           "expected 10, or a ConnectionError and then 10")
+    return ("a call the server hung up on raised ConnectionError and was not sent again; the "
+            "next one worked")
+
+
+def _timeouts(stub_class: type) -> str:
+    silent = jsonrpc.serve_json(lambda request: None, name="check-1.5-silent")
+    try:
+        for timeout in (0.3, 1.2):
+            took = _time_a_silent_call(stub_class, silent.address, timeout)
+            expect(0.8 * timeout <= took <= 1.3 * timeout + 0.5,
+                   f"KeepAliveStub(address, timeout={timeout}) gave up after {took:.1f} s "
+                   f"against a silent server, expected about {timeout} s")
+    finally:
+        silent.stop()
+    with _full_backlog() as address:
+        took = _time_a_silent_call(stub_class, address, 0.5)
+        expect(took <= 2, f"against a server whose queue is full the stub gave up after "
+               f"{took:.1f} s, expected about 0.5 s: connecting needs the timeout too")
+    got = _outcome(lambda: stub_class(_gone_address(), timeout=2).add(2, 3))
+    expect(got != ("RemoteError", "DEADLINE_EXCEEDED"), "a refused connection (nothing listens "
+           "at the address) came back as DEADLINE_EXCEEDED: a refused connection is not a timeout")
+    expect(isinstance(got, OSError), f"a call to an address where nothing listens {_said(got)}: "
+           "expected the ConnectionRefusedError")
+    return ("DEADLINE_EXCEEDED after 0.3 s and 1.2 s, also while connecting; a refused "
+            "connection is not a timeout")
