@@ -467,7 +467,7 @@ OPERATIONS = ("Add", "Subtract", "Multiply", "Divide")
 BUDGET = 2.0  # seconds: the timeout the check passes, unless a scenario says otherwise
 SLACK = 0.5  # seconds a check allows beyond a deadline: thread switches on a busy machine
 SLOW_PRIMARY, SLOW_BUDGET = 1.6, 4.0  # a primary answering in 40% of the budget is waited for
-SLOW_SPARE, STUCK_BUDGET = 0.6, 2.0  # after a stuck primary, a spare answering in 30% answers
+SLOW_SPARE, STUCK_BUDGET = 1.0, 3.0  # after a stuck primary, a spare answering in a third
 
 
 @dataclass
@@ -532,7 +532,7 @@ def _expect_carried(seen: _Seen, who: str, what: str, request_id: str, ends_by: 
            f"{request_id!r}: every call, to either calculator, carries the id it was given")
     expect(seen.deadline is not None,
            f"{what}: the call reached the {who} without a deadline: give every call one (timeout=)")
-    expect(seen.deadline <= ends_by + 0.1,
+    expect(seen.deadline <= ends_by + 0.3,  # the server dates it from when the call arrived
            f"{what}: the {who}'s call had a deadline {seen.deadline - ends_by:+.1f} s past the end "
            "of the budget (timeout, counted from when calculate started): the calls share one "
            "budget, so a later call gets only what is left")
