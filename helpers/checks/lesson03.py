@@ -573,43 +573,45 @@ def calculator_with_a_spare(calculate: Callable[..., Any]) -> str:
                 what = (f"calculate(primary, spare, {operation!r}, {a}, {b}, {request_id!r}, "
                         f"{BUDGET:g})" + ("" if spare_up else ", with the primary down,"))
                 primary_before, spare_before = len(primary.calls), len(spare.calls)
-                start, raised = time.monotonic(), None
+                start, raised, result = time.monotonic(), None, None
                 try:
-                    return calculate(primary_target, spare_server.target, operation, a, b,
-                                     request_id, BUDGET)
-                except grpc.RpcError as error:
+                    result = calculate(primary_target, spare_server.target, operation, a, b,
+                                       request_id, BUDGET)
+                except grpc.RpcError as error:  # judged below; other exceptions go on at once
                     raised = error
-                    raise
-                finally:
-                    asked_primary = _new_calls(primary, primary_before)
-                    asked_spare = _new_calls(spare, spare_before)
-                    if spare_up:  # the primary works: the spare is never needed
-                        expect(asked_primary or asked_spare,
-                               f"{what} called neither calculator: call the server at the "
-                               "target you are given, do not compute the result yourself")
-                        expect(asked_primary or not asked_spare,
-                               f"{what} asked the spare, never the primary: the primary answers "
-                               "when it can; the spare is only for when it fails")
-                        expect(not asked_spare or not _refused(operation, a, b),
-                               f"{what} reached the spare after the primary refused it with "
-                               "INVALID_ARGUMENT: a request no calculator could answer never "
-                               "goes to the spare, which would only say the same")
-                        expect(not asked_spare,
-                               f"{what} asked the spare although the primary works and answers "
-                               "at once: the spare is only for when the primary fails")
-                        _expect_carried(asked_primary[0], "primary", what, request_id,
-                                        start + BUDGET)
-                    else:  # the primary is down: every request goes to the spare
-                        expect(bool(asked_spare),
-                               f"{what} the spare was never asked. A primary that cannot be "
-                               "reached is the primary's problem: ask the spare")
-                        _expect_carried(asked_spare[0], "spare", what, request_id,
-                                        start + BUDGET)
-                        code = raised.code() if raised is not None else INVALID_ARGUMENT
-                        expect(not _refused(operation, a, b) or code == INVALID_ARGUMENT,
-                               f"{what} the spare refused it with INVALID_ARGUMENT, but calculate "
-                               f"raised {code.name}: when the spare fails too, the caller gets "
-                               "the spare's error")
+                # what reached the servers, judged before the outcome is compared
+                asked_primary = _new_calls(primary, primary_before)
+                asked_spare = _new_calls(spare, spare_before)
+                if spare_up:  # the primary works: the spare is never needed
+                    expect(asked_primary or asked_spare,
+                           f"{what} called neither calculator: call the server at the "
+                           "target you are given, do not compute the result yourself")
+                    expect(asked_primary or not asked_spare,
+                           f"{what} asked the spare, never the primary: the primary answers "
+                           "when it can; the spare is only for when it fails")
+                    expect(not asked_spare or not _refused(operation, a, b),
+                           f"{what} reached the spare after the primary refused it with "
+                           "INVALID_ARGUMENT: a request no calculator could answer never "
+                           "goes to the spare, which would only say the same")
+                    expect(not asked_spare,
+                           f"{what} asked the spare although the primary works and answers "
+                           "at once: the spare is only for when the primary fails")
+                    _expect_carried(asked_primary[0], "primary", what, request_id,
+                                    start + BUDGET)
+                else:  # the primary is down: every request goes to the spare
+                    expect(bool(asked_spare),
+                           f"{what} the spare was never asked. A primary that cannot be "
+                           "reached is the primary's problem: ask the spare")
+                    _expect_carried(asked_spare[0], "spare", what, request_id,
+                                    start + BUDGET)
+                    code = raised.code() if raised is not None else INVALID_ARGUMENT
+                    expect(not _refused(operation, a, b) or code == INVALID_ARGUMENT,
+                           f"{what} the spare refused it with INVALID_ARGUMENT, but calculate "
+                           f"raised {code.name}: when the spare fails too, the caller gets "
+                           "the spare's error")
+                if raised is not None:
+                    raise raised
+                return result
 
             return attempt
 
