@@ -1,6 +1,8 @@
-"""Lesson 03, calculator: the checks of exercises 3.1-3.6 pass right answers, reject wrong ones."""
+"""Lesson 03, calculator: the checks of exercises 3.1-3.7 pass right answers, reject wrong ones."""
 
 from __future__ import annotations
+
+import time
 
 import grpc
 import pytest
@@ -300,6 +302,16 @@ def no_deadline(stub, a, b, request_id):
     return reply.result, dict(call.trailing_metadata())
 
 
+def impatient(stub, a, b, request_id):
+    """A deadline far under the 2 s allowed: a busy server's answer never arrives."""
+    try:
+        reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=0.1,
+                                         metadata=[("x-request-id", request_id)])
+    except grpc.RpcError as error:
+        return None, dict(error.trailing_metadata())
+    return reply.result, dict(call.trailing_metadata())
+
+
 def raises_on_failure(stub, a, b, request_id):
     reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
                                      metadata=[("x-request-id", request_id)])
@@ -388,6 +400,8 @@ WRONG_ANSWERS = [
                 says="return a new dict for every call"),
     WrongAnswer("3.5", "no deadline: waits for ever on a server that never answers", (no_deadline,),
                 says="give every call a deadline"),
+    WrongAnswer("3.5", "a deadline too short for a busy server", (impatient,),
+                says="returned no result although the server answered it (after 0.3 s"),
     WrongAnswer("3.5", "raises when the call fails", (raises_on_failure,),
                 says="a failed call should return (None, its trailing metadata)"),
     WrongAnswer("3.5", "forgets to send the metadata", (sends_nothing,),
@@ -469,6 +483,12 @@ def traced_long_deadline(target, a, b, request_id):
             pb2.AddRequest(a=a, b=b), timeout=10, metadata=[("x-request-id", request_id)]).result
 
 
+def traced_impatient(target, a, b, request_id):
+    with grpc.insecure_channel(target) as channel:
+        return pb2_grpc.CalculatorStub(channel).Add(
+            pb2.AddRequest(a=a, b=b), timeout=0.1, metadata=[("x-request-id", request_id)]).result
+
+
 def traced_wrong_key(target, a, b, request_id):
     with grpc.insecure_channel(target) as channel:
         return pb2_grpc.CalculatorStub(channel).Add(
@@ -507,6 +527,8 @@ WRONG_ANSWERS += [  # collected with the list above: pytest reads it after the i
     WrongAnswer("3.6", "no deadline", (traced_without_deadline,), says="have no grpc-timeout"),
     WrongAnswer("3.6", "a deadline longer than asked", (traced_long_deadline,),
                 says="at most 2 s was asked"),
+    WrongAnswer("3.6", "a deadline too short for a busy calculator", (traced_impatient,),
+                says="the check's calculator answers after 0.3 s"),
     WrongAnswer("3.6", "the metadata under another key", (traced_wrong_key,),
                 says="have no x-request-id"),
     WrongAnswer("3.6", "a hard-coded request id", (traced_hard_coded_id,),
@@ -526,8 +548,6 @@ def test_correct_3_6_answers_pass(answer, capsys) -> None:
 
 
 # ---- 3.7 ---------------------------------------------------------------------------------
-
-import time  # noqa: E402
 
 
 def _ask(target, operation, a, b, request_id, seconds, **options):

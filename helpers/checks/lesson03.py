@@ -288,12 +288,12 @@ class _TaggedCalculator(Calculator):
 
     def Add(self, request, context):
         sent = dict(context.invocation_metadata()).get("x-request-id")
-        if sent in self.slow_ids:
-            time.sleep(SLOW)
         call_id = f"call-{secrets.token_hex(3)}"
         with self.lock:
             self.received.append(sent)
             self.call_ids[sent] = call_id
+        if sent in self.slow_ids:
+            time.sleep(SLOW)
         context.set_trailing_metadata([("x-request-id", sent or ""), ("x-call-id", call_id)])
         return pb2.AddReply(result=in_int32(request.a + request.b, context, "Add"))
 
