@@ -1,6 +1,8 @@
-"""Lesson 03, calculator: the checks of exercises 3.1-3.6 pass right answers, reject wrong ones."""
+"""Lesson 03, calculator: the checks of exercises 3.1-3.7 pass right answers, reject wrong ones."""
 
 from __future__ import annotations
+
+import time
 
 import grpc
 import pytest
@@ -300,6 +302,16 @@ def no_deadline(stub, a, b, request_id):
     return reply.result, dict(call.trailing_metadata())
 
 
+def impatient(stub, a, b, request_id):
+    """A deadline far under the 2 s allowed: a busy server's answer never arrives."""
+    try:
+        reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=0.1,
+                                         metadata=[("x-request-id", request_id)])
+    except grpc.RpcError as error:
+        return None, dict(error.trailing_metadata())
+    return reply.result, dict(call.trailing_metadata())
+
+
 def raises_on_failure(stub, a, b, request_id):
     reply, call = stub.Add.with_call(pb2.AddRequest(a=a, b=b), timeout=5,
                                      metadata=[("x-request-id", request_id)])
@@ -388,6 +400,8 @@ WRONG_ANSWERS = [
                 says="return a new dict for every call"),
     WrongAnswer("3.5", "no deadline: waits for ever on a server that never answers", (no_deadline,),
                 says="give every call a deadline"),
+    WrongAnswer("3.5", "a deadline too short for a busy server", (impatient,),
+                says="returned no result although the server answered it (after 0.3 s"),
     WrongAnswer("3.5", "raises when the call fails", (raises_on_failure,),
                 says="a failed call should return (None, its trailing metadata)"),
     WrongAnswer("3.5", "forgets to send the metadata", (sends_nothing,),
@@ -469,6 +483,12 @@ def traced_long_deadline(target, a, b, request_id):
             pb2.AddRequest(a=a, b=b), timeout=10, metadata=[("x-request-id", request_id)]).result
 
 
+def traced_impatient(target, a, b, request_id):
+    with grpc.insecure_channel(target) as channel:
+        return pb2_grpc.CalculatorStub(channel).Add(
+            pb2.AddRequest(a=a, b=b), timeout=0.1, metadata=[("x-request-id", request_id)]).result
+
+
 def traced_wrong_key(target, a, b, request_id):
     with grpc.insecure_channel(target) as channel:
         return pb2_grpc.CalculatorStub(channel).Add(
@@ -507,6 +527,8 @@ WRONG_ANSWERS += [  # collected with the list above: pytest reads it after the i
     WrongAnswer("3.6", "no deadline", (traced_without_deadline,), says="have no grpc-timeout"),
     WrongAnswer("3.6", "a deadline longer than asked", (traced_long_deadline,),
                 says="at most 2 s was asked"),
+    WrongAnswer("3.6", "a deadline too short for a busy calculator", (traced_impatient,),
+                says="the check's calculator answers after 0.3 s"),
     WrongAnswer("3.6", "the metadata under another key", (traced_wrong_key,),
                 says="have no x-request-id"),
     WrongAnswer("3.6", "a hard-coded request id", (traced_hard_coded_id,),
@@ -523,3 +545,206 @@ WRONG_ANSWERS += [  # collected with the list above: pytest reads it after the i
                          ids=lambda answer: answer.__name__)
 def test_correct_3_6_answers_pass(answer, capsys) -> None:
     passes(capsys, "3.6", answer)
+
+
+# ---- 3.7 ---------------------------------------------------------------------------------
+
+
+def _ask(target, operation, a, b, request_id, seconds, **options):
+    """One call of `operation` to the calculator at `target`; its result."""
+    with grpc.insecure_channel(target) as channel:
+        rpc = getattr(pb2_grpc.CalculatorStub(channel), operation)
+        request = getattr(pb2, f"{operation}Request")(a=a, b=b)
+        return rpc(request, timeout=seconds, metadata=[("x-request-id", request_id)],
+                   **options).result
+
+
+def calculate(primary, spare, operation, a, b, request_id, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout / 2)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+    return _ask(spare, operation, a, b, request_id, deadline - time.monotonic())
+
+
+def calculate_halves(primary, spare, operation, a, b, request_id, timeout):
+    """Correct too: each calculator gets half of the budget, whatever the primary used."""
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout / 2)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+    return _ask(spare, operation, a, b, request_id, timeout / 2)
+
+
+def calculate_in_a_loop(primary, spare, operation, a, b, request_id, timeout):
+    """Correct too: a loop over (target, share of what is left), with_call, a tuple of metadata."""
+    deadline = time.monotonic() + timeout
+    for target, share in ((primary, 0.5), (spare, 1.0)):
+        with grpc.insecure_channel(target) as channel:
+            method = getattr(pb2_grpc.CalculatorStub(channel), operation)
+            try:
+                reply, _call = method.with_call(
+                    getattr(pb2, operation + "Request")(a=a, b=b),
+                    timeout=share * (deadline - time.monotonic()),
+                    metadata=(("x-request-id", request_id),))
+                return reply.result
+            except grpc.RpcError as error:
+                if target == spare or error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+
+
+def no_failover(primary, spare, operation, a, b, request_id, timeout):
+    return _ask(primary, operation, a, b, request_id, timeout)
+
+
+def spare_for_everything(primary, spare, operation, a, b, request_id, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout / 2)
+    except grpc.RpcError:
+        return _ask(spare, operation, a, b, request_id, deadline - time.monotonic())
+
+
+def spare_only_when_unavailable(primary, spare, operation, a, b, request_id, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout / 2)
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+    return _ask(spare, operation, a, b, request_id, deadline - time.monotonic())
+
+
+def full_timeout_each(primary, spare, operation, a, b, request_id, timeout):
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+    return _ask(spare, operation, a, b, request_id, timeout)
+
+
+def primary_takes_the_budget(primary, spare, operation, a, b, request_id, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+    return _ask(spare, operation, a, b, request_id, max(deadline - time.monotonic(), 0.01))
+
+
+def impatient_with_the_primary(primary, spare, operation, a, b, request_id, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        return _ask(primary, operation, a, b, request_id, min(timeout / 2, 0.5))
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+    return _ask(spare, operation, a, b, request_id, deadline - time.monotonic())
+
+
+def id_for_the_primary_only(primary, spare, operation, a, b, request_id, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout / 2)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+    with grpc.insecure_channel(spare) as channel:
+        rpc = getattr(pb2_grpc.CalculatorStub(channel), operation)
+        request = getattr(pb2, f"{operation}Request")(a=a, b=b)
+        return rpc(request, timeout=deadline - time.monotonic()).result
+
+
+def value_error_for_bad_input(primary, spare, operation, a, b, request_id, timeout):
+    try:
+        return calculate(primary, spare, operation, a, b, request_id, timeout)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise ValueError(error.details()) from None
+        raise
+
+
+def none_for_bad_input(primary, spare, operation, a, b, request_id, timeout):
+    try:
+        return calculate(primary, spare, operation, a, b, request_id, timeout)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            return None
+        raise
+
+
+def primary_error_when_both_fail(primary, spare, operation, a, b, request_id, timeout):
+    deadline = time.monotonic() + timeout
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout / 2)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        try:
+            return _ask(spare, operation, a, b, request_id, deadline - time.monotonic())
+        except grpc.RpcError:
+            raise error from None
+
+
+def spare_first(primary, spare, operation, a, b, request_id, timeout):
+    return calculate(spare, primary, operation, a, b, request_id, timeout)
+
+
+def local_when_both_fail(primary, spare, operation, a, b, request_id, timeout):
+    try:
+        return calculate(primary, spare, operation, a, b, request_id, timeout)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        return {"Add": a + b, "Subtract": a - b, "Multiply": a * b, "Divide": a / b}[operation]
+
+
+def no_deadline_for_the_spare(primary, spare, operation, a, b, request_id, timeout):
+    try:
+        return _ask(primary, operation, a, b, request_id, timeout / 2)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+    return _ask(spare, operation, a, b, request_id, None)
+
+
+WRONG_ANSWERS += [
+    WrongAnswer("3.7", "never asks the spare", (no_failover,),
+                says="with the primary down, the spare was never asked"),
+    WrongAnswer("3.7", "sends a wrong request to the spare too", (spare_for_everything,),
+                says="reached the spare after the primary refused it with INVALID_ARGUMENT"),
+    WrongAnswer("3.7", "fails over on UNAVAILABLE only", (spare_only_when_unavailable,),
+                says="with a primary that crashes (UNKNOWN): raised UNKNOWN"),
+    WrongAnswer("3.7", "a full timeout for each call", (full_timeout_each,),
+                says="past the end of the budget"),
+    WrongAnswer("3.7", "the primary gets the whole budget", (primary_takes_the_budget,),
+                says="The primary used the whole budget, and the spare had no time left"),
+    WrongAnswer("3.7", "gives up on a slow primary", (impatient_with_the_primary,),
+                says="A primary that answers within half of timeout is never given up on"),
+    WrongAnswer("3.7", "the request id on the primary's call only", (id_for_the_primary_only,),
+                says="the spare received x-request-id None"),
+    WrongAnswer("3.7", "a wrong request becomes a ValueError", (value_error_for_bad_input,),
+                says="the reference gives status INVALID_ARGUMENT, yours gives an exception "
+                "(ValueError)"),
+    WrongAnswer("3.7", "a wrong request returns None", (none_for_bad_input,),
+                says="the reference gives status INVALID_ARGUMENT, yours gives None"),
+    WrongAnswer("3.7", "the primary's error when both fail", (primary_error_when_both_fail,),
+                says="the caller gets the spare's error"),
+    WrongAnswer("3.7", "asks the spare first", (spare_first,),
+                says="asked the spare, never the primary"),
+    WrongAnswer("3.7", "computes the result itself when both fail", (local_when_both_fail,),
+                says="returned: when the spare fails too, raise its grpc.RpcError"),
+    WrongAnswer("3.7", "no deadline on the spare's call", (no_deadline_for_the_spare,),
+                says="without a deadline"),
+]
+
+
+@pytest.mark.parametrize("answer", [calculate, calculate_halves, calculate_in_a_loop],
+                         ids=lambda answer: answer.__name__)
+def test_correct_3_7_answers_pass(answer, capsys) -> None:
+    passes(capsys, "3.7", answer)

@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import grpc
@@ -20,6 +21,7 @@ from helpers.checks.core import (
     expect_status,
     compare_with_reference,
     concurrently,
+    down_target,
     expect_gives_up,
     stub_for,
     stuck_server,
@@ -31,6 +33,7 @@ from helpers.reference.calculator import in_int32
 
 LESSON = "03_calculator"
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
+SLOW = 0.3  # seconds: how long the checks' busy servers take to answer (3.5, 3.6)
 
 
 def _result(rpc: Callable, request: Any) -> Any:
@@ -273,13 +276,15 @@ def describe_divide(describe: Callable[..., str]) -> str:
 class _TaggedCalculator(Calculator):
     """The reference calculator; Add also sends a server-made x-call-id the client cannot guess.
 
-    The trailing metadata goes out with failed calls too (an overflow).
+    The trailing metadata goes out with failed calls too (an overflow). The calls tagged
+    with an id in `slow_ids` are answered after SLOW seconds, as a busy server would.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.received: list[str | None] = []
         self.call_ids: dict[str | None, str] = {}
+        self.slow_ids = {"req-42"}
 
     def Add(self, request, context):
         sent = dict(context.invocation_metadata()).get("x-request-id")
@@ -287,6 +292,8 @@ class _TaggedCalculator(Calculator):
         with self.lock:
             self.received.append(sent)
             self.call_ids[sent] = call_id
+        if sent in self.slow_ids:
+            time.sleep(SLOW)
         context.set_trailing_metadata([("x-request-id", sent or ""), ("x-call-id", call_id)])
         return pb2.AddReply(result=in_int32(request.a + request.b, context, "Add"))
 
@@ -297,6 +304,10 @@ def _expect_tagged(servicer: _TaggedCalculator, got: Any, what: str, rid: str,
            f"{what} returned {got!r}, expected (result, trailing metadata as a dict)")
     expect(rid in servicer.received,
            f"the server never received x-request-id {rid!r} for {what}; send it as metadata")
+    expect(got[0] is not None or result is None,
+           f"{what} returned no result although the server answered it"
+           + (f" (after {SLOW} s, well within the 2 s the statement allows: does your call "
+              "give the server that long?)" if rid in servicer.slow_ids else ""))
     expect_equal(got[0], result, f"{what}, the result,")
     expected = {"x-request-id": rid, "x-call-id": servicer.call_ids[rid]}
     expect(got[1].get("x-call-id") == expected["x-call-id"],
@@ -350,8 +361,8 @@ def request_id(add_with_request_id: Callable[..., tuple[int | None, dict]]) -> s
             _expect_tagged(servicer, outcome.value, f"add_with_request_id(stub, {i}, 1, "
                            f"'req-c{i}') among 8 concurrent calls", f"req-c{i}", i + 1)
     return ("x-request-id reached the server on every call, and each of 12 calls (8 at once, "
-            "one failing) returned its own trailing metadata with the server's call id; a server "
-            "that never answers was given up on within 2 s")
+            f"one failing, one answered after {SLOW} s) returned its own trailing metadata with "
+            "the server's call id; a server that never answers was given up on within 2 s")
 
 
 # ---- 3.6: a deadline and metadata that travel, proven from the wire --------------------------
@@ -364,6 +375,14 @@ def _sent_deadline(headers: dict[str, str]) -> float | None:
     """The deadline a call's HEADERS carried (grpc-timeout), in seconds; None without one."""
     value = headers.get("grpc-timeout")
     return None if value is None else int(value[:-1]) * _SECONDS_PER_UNIT[value[-1]]
+
+
+class _BusyCalculator(Calculator):
+    """The reference calculator, answering Add after SLOW seconds, as a busy server would."""
+
+    def Add(self, request, context):
+        time.sleep(SLOW)
+        return super().Add(request, context)
 
 
 def _one_call_seen(tap: Any, before: int, what: str) -> Any:
@@ -388,13 +407,11 @@ def _one_call_seen(tap: Any, before: int, what: str) -> Any:
     "never received it.",
 )
 def travelling(add_traced: Callable[[str, int, int, str], Any]) -> str:
-    from helpers.checks.core import expect_gives_up, stuck_server
-    from helpers.reference import calculator_pb2_grpc
     from helpers.servers import serve
     from helpers.wiretap import wiretap
 
     seen = []
-    with serve(calculator_pb2_grpc.add_CalculatorServicer_to_server, Calculator(),
+    with serve(pb2_grpc.add_CalculatorServicer_to_server, _BusyCalculator(),
                name="check-3.6") as server, wiretap(server.target) as tap:
         for a, b in [(2, 3), (-7, 40), (INT32_MAX - 1, 1)]:
             request_id = f"req-{secrets.token_hex(4)}"
@@ -403,7 +420,11 @@ def travelling(add_traced: Callable[[str, int, int, str], Any]) -> str:
             try:
                 got = add_traced(tap.target, a, b, request_id)
             except grpc.RpcError as error:
-                raise Mismatch(f"{what} raised {describe_rpc_error(error)}") from None
+                late = error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                raise Mismatch(f"{what} raised {describe_rpc_error(error)}"
+                               + (f"; the check's calculator answers after {SLOW} s, well "
+                                  f"within the {MAX_DEADLINE:g} s allowed: does your deadline "
+                                  "leave it that long?" if late else "")) from None
             call = _one_call_seen(tap, before, what)
             headers = call.request_headers
             expect("x-request-id" in headers,
@@ -434,6 +455,300 @@ def travelling(add_traced: Callable[[str, int, int, str], Any]) -> str:
     expect(waited <= MAX_DEADLINE + 0.5,
            f"add_traced waited {waited:.1f} s on a server that never answers; at most "
            f"{MAX_DEADLINE:g} s was asked")
-    return (f"the tap saw each of {len(seen)} calls carry its own x-request-id and a grpc-timeout "
+    return (f"the tap saw each of {len(seen)} calls (answered after {SLOW} s) carry its own "
+            "x-request-id and a grpc-timeout "
             f"of at most {MAX_DEADLINE:g} s; a server that never answers was given up after "
             f"{waited:.1f} s with {raised.code().name}")
+
+
+# ---- 3.7: a calculator with a spare ----------------------------------------------------------
+
+OPERATIONS = ("Add", "Subtract", "Multiply", "Divide")
+BUDGET = 2.0  # seconds: the timeout the check passes, unless a scenario says otherwise
+SLACK = 0.5  # seconds a check allows beyond a deadline: thread switches on a busy machine
+SLOW_PRIMARY, SLOW_BUDGET = 1.6, 4.0  # a primary answering in 40% of the budget is waited for
+SLOW_SPARE, STUCK_BUDGET = 1.0, 3.0  # after a stuck primary, a spare answering in a third
+
+
+@dataclass
+class _Seen:
+    """One call that reached one of the check's calculators."""
+
+    operation: str
+    a: int
+    b: int
+    request_id: str | None
+    deadline: float | None  # the time.monotonic() at which the call's deadline passes
+
+
+class _Recorded(Calculator):
+    """The reference calculator; it records every call that reaches it.
+
+    It answers after `delay` seconds; with `crash`, every call fails with UNKNOWN (a bug).
+    """
+
+    def __init__(self, delay: float = 0.0, crash: bool = False) -> None:
+        self.delay, self.crash = delay, crash
+        self.lock = threading.Lock()
+        self.calls: list[_Seen] = []
+
+    def _answer(self, operation: str, request: Any, context: Any) -> Any:
+        left = context.time_remaining()
+        with self.lock:
+            self.calls.append(_Seen(
+                operation, request.a, request.b,
+                dict(context.invocation_metadata()).get("x-request-id"),
+                None if left is None or left > 3600 else time.monotonic() + left))
+        if self.crash:
+            raise RuntimeError("a bug in this calculator")
+        time.sleep(self.delay)
+        return getattr(super(), operation)(request, context)
+
+    def Add(self, request, context):
+        return self._answer("Add", request, context)
+
+    def Subtract(self, request, context):
+        return self._answer("Subtract", request, context)
+
+    def Multiply(self, request, context):
+        return self._answer("Multiply", request, context)
+
+    def Divide(self, request, context):
+        return self._answer("Divide", request, context)
+
+
+def _refused(operation: str, a: int, b: int) -> bool:
+    """True when no calculator could answer: a zero divisor, or a result outside int32."""
+    if operation == "Divide":
+        return b == 0
+    result = {"Add": a + b, "Subtract": a - b, "Multiply": a * b}[operation]
+    return not INT32_MIN <= result <= INT32_MAX
+
+
+def _expect_carried(seen: _Seen, who: str, what: str, request_id: str, ends_by: float) -> None:
+    """The call `seen` by `who` carried `request_id` and a deadline no later than `ends_by`."""
+    expect(seen.request_id == request_id,
+           f"{what}: the {who} received x-request-id {seen.request_id!r}, expected "
+           f"{request_id!r}: every call, to either calculator, carries the id it was given")
+    expect(seen.deadline is not None,
+           f"{what}: the call reached the {who} without a deadline: give every call one (timeout=)")
+    expect(seen.deadline <= ends_by + 0.3,  # the server dates it from when the call arrived
+           f"{what}: the {who}'s call had a deadline {seen.deadline - ends_by:+.1f} s past the end "
+           "of the budget (timeout, counted from when calculate started): the calls share one "
+           "budget, so a later call gets only what is left")
+
+
+def _new_calls(server: _Recorded, before: int) -> list[_Seen]:
+    with server.lock:
+        return server.calls[before:]
+
+
+@exercise(
+    "3.7",
+    "Challenge: a calculator with a spare",
+    notebook=LESSON,
+    hint="Three decisions. Which status code says the request itself is wrong, so that the spare "
+    "would answer the same? How long may the primary's call take, so that the spare still has "
+    "time? And what must each of the two calls carry to the server?",
+    second_hint="A deadline belongs to one call: note when calculate starts, give the primary "
+    "its share, and give the spare what is left at the moment it is asked. Catch grpc.RpcError "
+    "around the primary's call only, and look at its code() before you decide.",
+)
+def calculator_with_a_spare(calculate: Callable[..., Any]) -> str:
+    from helpers.servers import serve
+
+    add = pb2_grpc.add_CalculatorServicer_to_server
+    primary, spare = _Recorded(), _Recorded()
+    compared = 0
+    with serve(add, primary, name="check-3.7-primary") as primary_server, \
+            serve(add, spare, name="check-3.7-spare") as spare_server, \
+            stub_for("calculator", "Calculator", Calculator, name="check-reference") as reference:
+
+        def yours(primary_target: str, spare_up: bool) -> Callable[[tuple], Any]:
+            """calculate(...) on one input, judged on what reached the servers."""
+
+            def attempt(case: tuple[str, int, int]) -> Any:
+                operation, a, b = case
+                request_id = f"req-{secrets.token_hex(4)}"
+                what = (f"calculate(primary, spare, {operation!r}, {a}, {b}, {request_id!r}, "
+                        f"{BUDGET:g})" + ("" if spare_up else ", with the primary down,"))
+                primary_before, spare_before = len(primary.calls), len(spare.calls)
+                start, raised, result = time.monotonic(), None, None
+                try:
+                    result = calculate(primary_target, spare_server.target, operation, a, b,
+                                       request_id, BUDGET)
+                except grpc.RpcError as error:  # judged below; other exceptions go on at once
+                    raised = error
+                # what reached the servers, judged before the outcome is compared
+                asked_primary = _new_calls(primary, primary_before)
+                asked_spare = _new_calls(spare, spare_before)
+                if spare_up:  # the primary works: the spare is never needed
+                    expect(asked_primary or asked_spare,
+                           f"{what} called neither calculator: call the server at the "
+                           "target you are given, do not compute the result yourself")
+                    expect(asked_primary or not asked_spare,
+                           f"{what} asked the spare, never the primary: the primary answers "
+                           "when it can; the spare is only for when it fails")
+                    expect(not asked_spare or not _refused(operation, a, b),
+                           f"{what} reached the spare after the primary refused it with "
+                           "INVALID_ARGUMENT: a request no calculator could answer never "
+                           "goes to the spare, which would only say the same")
+                    expect(not asked_spare,
+                           f"{what} asked the spare although the primary works and answers "
+                           "at once: the spare is only for when the primary fails")
+                    _expect_carried(asked_primary[0], "primary", what, request_id,
+                                    start + BUDGET)
+                else:  # the primary is down: every request goes to the spare
+                    expect(bool(asked_spare),
+                           f"{what} the spare was never asked. A primary that cannot be "
+                           "reached is the primary's problem: ask the spare")
+                    _expect_carried(asked_spare[0], "spare", what, request_id,
+                                    start + BUDGET)
+                    code = raised.code() if raised is not None else INVALID_ARGUMENT
+                    expect(not _refused(operation, a, b) or code == INVALID_ARGUMENT,
+                           f"{what} the spare refused it with INVALID_ARGUMENT, but calculate "
+                           f"raised {code.name}: when the spare fails too, the caller gets "
+                           "the spare's error")
+                if raised is not None:
+                    raise raised
+                return result
+
+            return attempt
+
+        def reference_answer(case: tuple[str, int, int]) -> Any:
+            operation, a, b = case
+            return _rpc(reference, operation)((a, b))
+
+        cases = st.tuples(st.sampled_from(OPERATIONS), INT32, st.one_of(st.just(0), INT32))
+        edges = [(operation, a, b) for operation in OPERATIONS for a, b in [
+            (INT32_MAX, 1), (INT32_MIN, -1), (-1, INT32_MAX), (0, INT32_MIN), (-65536, 32768),
+            (65536, 65536), (7, 2), (7, 0)]]
+        def describe(case: tuple[str, int, int]) -> str:
+            return f"calculate(primary, spare, {case[0]!r}, {case[1]}, {case[2]}, ...)"
+
+        compared += compare_with_reference(yours(primary_server.target, True), reference_answer,
+                                           cases, describe, examples=edges, max_examples=60)
+        compared += compare_with_reference(yours(down_target(), False), reference_answer, cases,
+                                           lambda case: f"{describe(case)} with the primary down",
+                                           examples=edges[::3], max_examples=20)
+
+        def scenario(primary_target: str, operation: str, a: int, b: int, budget: float,
+                     spare_at: tuple[_Recorded, str] | None = None,
+                     ) -> tuple[str, Any, float, list[_Seen]]:
+            """Run calculate once; (what, what it returned or raised, seconds, spare's calls).
+
+            The spare is the check's usual one, or `spare_at` (its servicer and target).
+            """
+            the_spare, spare_target = spare_at or (spare, spare_server.target)
+            request_id = f"req-{secrets.token_hex(4)}"
+            what = (f"calculate(primary, spare, {operation!r}, {a}, {b}, {request_id!r}, "
+                    f"{budget:g})")
+            before, start = len(the_spare.calls), time.monotonic()
+            try:
+                outcome = within(budget + 5, lambda: calculate(
+                    primary_target, spare_target, operation, a, b, request_id, budget),
+                    "give every call a deadline (timeout=)")
+            except grpc.RpcError as error:
+                outcome = error
+            took = time.monotonic() - start
+            asked_spare = _new_calls(the_spare, before)
+            for seen in asked_spare:
+                _expect_carried(seen, "spare", what, request_id, start + budget)
+            return what, outcome, took, asked_spare
+
+        def shown(outcome: Any) -> str:
+            if isinstance(outcome, grpc.RpcError):
+                return f"raised {describe_rpc_error(outcome)}"
+            return f"returned {outcome!r}"
+
+        # A slow primary, well inside its share: never given up on.
+        with serve(add, _Recorded(delay=SLOW_PRIMARY), name="check-3.7-slow") as slow_server:
+            what, outcome, took, asked_spare = scenario(slow_server.target, "Multiply", 6, 7,
+                                                        SLOW_BUDGET)
+        expect(not asked_spare and outcome == 42,
+               f"{what}, with a primary that answers after {SLOW_PRIMARY:g} s, within half "
+               f"of the {SLOW_BUDGET:g} s budget: {shown(outcome)}"
+               + (" and asked the spare" if asked_spare else "")
+               + ". A primary that answers within half of timeout is never given up on")
+
+        # A primary with a bug: its UNKNOWN is its own problem.
+        with serve(add, _Recorded(crash=True), name="check-3.7-crash") as crashing:
+            what, outcome, took, asked_spare = scenario(crashing.target, "Subtract", 10, 4, BUDGET)
+        expect(outcome == 6 and bool(asked_spare),
+               f"{what}, with a primary that crashes (UNKNOWN): {shown(outcome)}"
+               + ("" if asked_spare else " without asking the spare")
+               + ". Only a wrong request (INVALID_ARGUMENT) stays with the primary; any other "
+               "failure is the primary's problem, and the spare answers")
+
+        # A primary that never answers: a spare answering within the other half still answers.
+        busy_spare = _Recorded(delay=SLOW_SPARE)
+        with stuck_server() as stuck, serve(add, busy_spare, name="check-3.7-busy") as busy:
+            what, outcome, took, asked_spare = scenario(stuck, "Add", 20, 22, STUCK_BUDGET,
+                                                        (busy_spare, busy.target))
+        what += f", with a primary that never answers and a spare that answers in {SLOW_SPARE:g} s"
+        if outcome != 42:
+            expect(took < STUCK_BUDGET * 0.9,
+                   f"{what}: {shown(outcome)} after {took:.1f} s. The primary used the whole "
+                   "budget, and the spare had no time left: a spare that answers within the "
+                   "other half of timeout still gets its answer through")
+            expect(bool(asked_spare),
+                   f"{what}: {shown(outcome)} without asking the spare. A primary that does not "
+                   "answer in time is the primary's problem: ask the spare")
+            raise Mismatch(f"{what}: the spare was asked but calculate {shown(outcome)}. A spare "
+                           "that answers within the other half of timeout still gets its answer "
+                           "through: did its call get the time that was left?")
+        expect(bool(asked_spare), f"{what}: returned 42 without asking the spare: call it")
+        expect(took <= STUCK_BUDGET + SLACK,
+               f"{what}: took {took:.1f} s; the budget was {STUCK_BUDGET:g} s")
+
+        # Neither answers: the spare's error, within the budget.
+        with stuck_server() as stuck, stuck_server() as stuck_spare:
+            request_id = f"req-{secrets.token_hex(4)}"
+            start = time.monotonic()
+            raised = expect_gives_up(
+                lambda: calculate(stuck, stuck_spare, "Add", 1, 2, request_id, 1.0),
+                1.0 + 2 + SLACK, "calculate")
+            took = time.monotonic() - start
+        what = f"calculate(primary, spare, 'Add', 1, 2, {request_id!r}, 1), with neither answering,"
+        expect(raised is not None,
+               f"{what} returned: when the spare fails too, raise its grpc.RpcError")
+        expect(isinstance(raised, grpc.RpcError),
+               f"{what} raised {type(raised).__name__}: let the spare's grpc.RpcError "
+               "(DEADLINE_EXCEEDED) reach the caller")
+        expect(took <= 1.0 + SLACK,
+               f"{what} took {took:.1f} s; the budget was 1 s, for both calls together: a later "
+               "call gets only what is left of it")
+        expect(raised.code() == grpc.StatusCode.DEADLINE_EXCEEDED,
+               f"{what} raised {describe_rpc_error(raised)}, expected DEADLINE_EXCEEDED")
+
+        # The primary stuck, the spare down: the caller learns the spare's error.
+        spare_down = down_target()
+        with stuck_server() as stuck:
+            request_id = f"req-{secrets.token_hex(4)}"
+            try:
+                outcome = within(1.0 + 5, lambda: calculate(stuck, spare_down, "Add", 1, 2,
+                                                            request_id, 1.0), "")
+            except grpc.RpcError as error:
+                outcome = error
+        expect(isinstance(outcome, grpc.RpcError)
+               and outcome.code() == grpc.StatusCode.UNAVAILABLE,
+               f"calculate(primary, spare, 'Add', 1, 2, {request_id!r}, 1), with the primary "
+               f"stuck and the spare down: {shown(outcome)}. When the spare fails too, the caller "
+               "gets the spare's error (UNAVAILABLE here), the last word on the request")
+
+        # Several at once: each call carries its own id and gets its own result.
+        outcomes = concurrently(lambda i: calculate(
+            primary_server.target, spare_server.target, "Add", i, 1, f"req-c{i}", BUDGET), 8,
+            what="calculate")
+        for i, outcome in enumerate(outcomes):
+            what = f"calculate(primary, spare, 'Add', {i}, 1, 'req-c{i}', 2), among 8 at once,"
+            expect(outcome.error is None, f"{what} raised {outcome.error!r}")
+            expect_equal(outcome.value, i + 1, what)
+            expect(any(seen.request_id == f"req-c{i}" and seen.a == i
+                       for seen in _new_calls(primary, 0)),
+                   f"{what}: the primary never received this call with its own x-request-id")
+    return (f"{compared} calls agree with the reference (all four operations, both ends of int32, "
+            "with the primary up and down), a refused request never reached the spare; a slow "
+            "primary was waited for; a crashing or stuck primary fell over to the spare within "
+            "the budget, with the same request id and what was left of the deadline; 8 calls at "
+            "once each got their own answer")

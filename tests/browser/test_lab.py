@@ -141,7 +141,7 @@ def test_unsolved_lesson_shows_failed_checks(lab: str, browser) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     text = run_all(page, lab, "lessons/03_calculator.ipynb")
     screenshot(page, "❌", "lesson03_unsolved.png")
-    assert text.count("❌ Exercise 3.") == 6, text[-2000:]
+    assert text.count("❌ Exercise 3.") == 7, text[-2000:]
     assert "✅" not in text
     assert "not solved yet. Write your code" in text
     assert "Hint" not in text, "no hint before the learner has tried"
@@ -202,7 +202,7 @@ def test_solution_shows_passed_checks_and_results(lab: str, browser) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     text = run_all(page, lab, "solutions/03_calculator.ipynb")
     screenshot(page, "✅", "solution03.png")
-    assert text.count("✅ Exercise 3.") == 6, text[-2000:]
+    assert text.count("✅ Exercise 3.") == 7, text[-2000:]
     assert "❌" not in text and "CheckFailed" not in text
     for result in ["20 + 10 = 30", "7 / 2 = 3.5", "error INVALID_ARGUMENT: cannot divide by zero",
                    "StatusCode.DEADLINE_EXCEEDED", "(42, {'x-request-id': 'req-42'"]:
