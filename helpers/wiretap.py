@@ -482,6 +482,7 @@ class Wiretap:
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._selector.register(self._wake_reader, selectors.EVENT_READ)
         self._links: dict[socket.socket, _Link] = {}
+        self._handed: list[tuple[socket.socket, socket.socket]] = []  # from relay(), to link
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="wiretap", daemon=True)
         self._thread.start()
@@ -611,11 +612,18 @@ class Wiretap:
                         self._accept()
                     elif sock is self._wake_reader:
                         self._wake_reader.recv(64)
+                        self._link_handed()
                     elif sock in self._links:  # it may have been closed by an earlier event
                         self._serve(self._links[sock], sock, events)  # type: ignore[arg-type]
         finally:
             for link in {id(link): link for link in self._links.values()}.values():
                 self._drop(link)
+            with self._changed:
+                self._closing = True
+                for pair in self._handed:
+                    for sock in pair:
+                        sock.close()
+                self._handed.clear()
             for sock in (self._listener, self._wake_reader, self._wake_writer):
                 sock.close()
             self._selector.close()
@@ -633,15 +641,41 @@ class Wiretap:
                 client.close()
                 self._note(f"connection {self.connections}: cannot reach {self.upstream}: {error}")
                 continue
-            for sock in (client, server):
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            decoder = Decoder(self.connections, self.method_types)
-            link = _Link(self.connections, decoder,
-                         [_Pipe(CLIENT, client, server), _Pipe(SERVER, server, client)])
-            self._links[client] = self._links[server] = link
-            self._selector.register(client, selectors.EVENT_READ)
-            self._selector.register(server, selectors.EVENT_READ)
+            self._link(client, server)
+
+    def relay(self, client: socket.socket, server: socket.socket) -> None:
+        """Relay and record the bytes between two connected sockets, a client's and one to
+        its server, like a connection the tap accepted itself. Safe from any thread.
+
+        The hook for a relay that picks its server per connection (an HTTP CONNECT proxy).
+        """
+        with self._changed:
+            if self._closing:
+                client.close()
+                server.close()
+                return
+            self._handed.append((client, server))
+        try:
+            self._wake_writer.send(b"x")
+        except OSError:  # closed meanwhile: close() closes what was handed
+            pass
+
+    def _link_handed(self) -> None:
+        with self._changed:
+            handed, self._handed = self._handed, []
+        for client, server in handed:
+            self._link(client, server)
+
+    def _link(self, client: socket.socket, server: socket.socket) -> None:
+        for sock in (client, server):
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        decoder = Decoder(self.connections, self.method_types)
+        link = _Link(self.connections, decoder,
+                     [_Pipe(CLIENT, client, server), _Pipe(SERVER, server, client)])
+        self._links[client] = self._links[server] = link
+        self._selector.register(client, selectors.EVENT_READ)
+        self._selector.register(server, selectors.EVENT_READ)
 
     def _serve(self, link: _Link, sock: socket.socket, events: int) -> None:
         try:
@@ -730,6 +764,7 @@ def wiretap(target: str, modules: Iterable[ModuleType] = (), decode: bool = True
 
 # ---- showing a capture ---------------------------------------------------------------------
 
+_LABEL_CHARS = 88  # what fits between the lanes at 11 px monospace (about 6.6 px a character)
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
 _MAX_DRAWN = 300
 
@@ -794,7 +829,11 @@ def _label(frame: Frame) -> str:
 
 
 def timeline_svg(frames: list[Frame]) -> str:
-    """An SVG sequence diagram: client lane left, server lane right, an arrow per frame."""
+    """An SVG sequence diagram: client lane left, server lane right, an arrow per frame.
+
+    A label longer than the space between the lanes is cut with '…'; hovering over its
+    arrow shows the whole frame.
+    """
     drawn = frames[:_MAX_DRAWN]
     left, right, top, step, width = 100, 700, 30, 26, 800
     height = top + step * len(drawn) + 20
@@ -812,6 +851,7 @@ def timeline_svg(frames: list[Frame]) -> str:
         if frame.error or frame.type == "ERROR":
             colour = "#e00"
         tip = html.escape(str(frame), quote=True)
+        label = f"stream {frame.stream}: {_label(frame)}"
         head = end - 6 if end > start else end + 6
         parts.append(
             f"<g><title>{tip}</title>"
@@ -819,7 +859,7 @@ def timeline_svg(frames: list[Frame]) -> str:
             f"<line x1='{start}' y1='{y}' x2='{end}' y2='{y}' stroke='{colour}' "
             f"stroke-width='1.5'/><polygon points='{end},{y} {head},{y - 4} {head},{y + 4}' "
             f"fill='{colour}'/><text x='{(left + right) // 2}' y='{y - 4}' text-anchor='middle' "
-            f"fill='{colour}'>stream {frame.stream}: {html.escape(_label(frame))}</text></g>")
+            f"fill='{colour}'>{html.escape(_short(label, _LABEL_CHARS))}</text></g>")
     if len(frames) > len(drawn):
         parts.append(f"<text x='{left}' y='{height - 4}'>… and {len(frames) - len(drawn)} "
                      "more frames</text>")

@@ -123,6 +123,78 @@ class ChecksIsActiveOnce(Middle):
             return call.result()
 
 
+class GuardFirst(Middle):
+    """Also right for 10.1: compares the time left with the margin before subtracting."""
+
+    def budget(self, context) -> float:
+        left = context.time_remaining()
+        if left <= self.margin:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"only {left:.3f} s left")
+        return left - self.margin
+
+
+class AbortsOnlyBelowZero(Middle):
+    """Passes on a budget of exactly 0 (a timeout of 0 still reaches a fast handler)."""
+
+    def budget(self, context) -> float:
+        budget = context.time_remaining() - self.margin
+        if budget < 0:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left for the next hop")
+        return budget
+
+
+class NeverAborts(Middle):
+    """Leaves a budget of 0 or less to gRPC to refuse."""
+
+    def budget(self, context) -> float:
+        return context.time_remaining() - self.margin
+
+
+class AbortsUnderOneSecond(Middle):
+    """Keeps a whole second in reserve before calling the next hop."""
+
+    def budget(self, context) -> float:
+        budget = context.time_remaining() - self.margin
+        if budget <= 1:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left for the next hop")
+        return budget
+
+
+class IsActiveAfterCallback(Middle):
+    """Also right for 10.2: registers the callback, then asks whether the caller is still there."""
+
+    def Relay(self, request, context):
+        me = seen(context, "middle")
+        call = self.next_stub.Relay.future(request, timeout=self.budget(context))
+        context.add_callback(call.cancel)
+        if not context.is_active():
+            call.cancel()
+        with passing_errors_on(context):
+            trace = call.result()
+        trace.seen.insert(0, me)
+        return trace
+
+
+class IgnoresAddCallbackResult(Middle):
+    """Registers call.cancel, but never looks at what add_callback returned."""
+
+    def Relay(self, request, context):
+        call = self.next_stub.Relay.future(request, timeout=self.budget(context))
+        context.add_callback(call.cancel)
+        with passing_errors_on(context):
+            return call.result()
+
+
+class ErrorsAsUnknown(Middle):
+    """Cancels properly, but lets the next hop's RpcError escape the handler (UNKNOWN)."""
+
+    def Relay(self, request, context):
+        call = self.next_stub.Relay.future(request, timeout=self.budget(context))
+        if not context.add_callback(call.cancel):
+            call.cancel()
+        return call.result()
+
+
 # --- 10.3: waiting for a server ------------------------------------------------------
 
 
@@ -182,6 +254,19 @@ BACKOFF_WITHOUT_UNIT = {**SERVICE_CONFIG, "methodConfig": [
      "retryPolicy": {**RETRY, "initialBackoff": "0.05"}}]}
 SERVICE_WITHOUT_PACKAGE = {**SERVICE_CONFIG, "methodConfig": [
     {"name": [{"service": "Worker"}], "retryPolicy": RETRY}]}
+
+def with_retry(**changes) -> dict:
+    """SERVICE_CONFIG with some fields of its retryPolicy changed."""
+    return {**SERVICE_CONFIG, "methodConfig": [
+        {"name": [{"service": "production.Worker"}], "retryPolicy": {**RETRY, **changes}}]}
+
+
+SAME_POLICY_WRITTEN_DIFFERENTLY = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{"name": [{"service": "production.Worker", "method": "Work"}],
+                      "retryPolicy": {"retryableStatusCodes": ["UNAVAILABLE"],
+                                      "backoffMultiplier": 2.0, "maxBackoff": "0.500s",
+                                      "initialBackoff": "0.050s", "maxAttempts": 3}}]}
 
 # --- 10.4: graceful shutdown ---------------------------------------------------------
 
@@ -365,6 +450,22 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 (BACKOFF_WITHOUT_UNIT,), "Not a duration (no s suffix)"),
     WrongAnswer("10.5", "names the service without its package", (SERVICE_WITHOUT_PACKAGE,),
                 "production.Worker"),
+    WrongAnswer("10.1", "aborts only when the budget is below 0, not at 0",
+                (AbortsOnlyBelowZero,), "with 0.3 s left and margin=0.3"),
+    WrongAnswer("10.1", "never aborts: leaves a budget of 0 or less to gRPC", (NeverAborts,),
+                "status DEADLINE_EXCEEDED: context.abort with that code"),
+    WrongAnswer("10.1", "aborts when less than 1 s would be passed on", (AbortsUnderOneSecond,),
+                "with 0.8 s left and margin=0.3"),
+    WrongAnswer("10.2", "ignores what add_callback returns", (IgnoresAddCallbackResult,),
+                "when add_callback returns False, cancel the outgoing call at once"),
+    WrongAnswer("10.2", "the next hop's error escapes as UNKNOWN", (ErrorsAsUnknown,),
+                "wrap the wait for the next hop's answer in passing_errors_on"),
+    WrongAnswer("10.5", "maxAttempts 5", (with_retry(maxAttempts=5),), "each call made 5 attempts"),
+    WrongAnswer("10.5", "maxAttempts 2", (with_retry(maxAttempts=2),), "each call made 2 attempts"),
+    WrongAnswer("10.5", "a backoff that does not grow", (with_retry(backoffMultiplier=1),),
+                "the retryPolicy's backoffMultiplier is 1"),
+    WrongAnswer("10.5", "a maximum backoff of 5 s", (with_retry(maxBackoff="5s"),),
+                "the retryPolicy's maxBackoff is '5s'"),
     WrongAnswer("10.4", "stop(None)", (stop_none,), "calls in flight were lost"),
     WrongAnswer("10.4", "stop(0)", (stop_zero,), "calls in flight were lost"),
     WrongAnswer("10.4", "never marks NOT_SERVING", (no_health_change,), "NOT_SERVING"),
@@ -384,9 +485,11 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
 
 @pytest.mark.parametrize("exercise_id, answer", [
     ("10.1", Middle), ("10.1", CancellingMiddle), ("10.1", NegativeBudgetMiddle),
-    ("10.2", CancellingMiddle),
+    ("10.1", GuardFirst),
+    ("10.2", CancellingMiddle), ("10.2", IsActiveAfterCallback),
     ("10.3", call_when_ready), ("10.3", call_when_ready_future),
     ("10.5", SERVICE_CONFIG), ("10.5", json.dumps(SERVICE_CONFIG)),
+    ("10.5", SAME_POLICY_WRITTEN_DIFFERENTLY),
     ("10.4", graceful_shutdown), ("10.4", graceful_shutdown_by_hand),
     ("10.4", graceful_shutdown_with_a_drain_pause),
     ("10.6", call_through_restart), ("10.6", call_through_restart_with_a_pause),

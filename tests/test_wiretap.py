@@ -22,7 +22,7 @@ from helpers.reference.routeguide import AREA, RouteGuide, make_features
 from helpers.reference.routeguide import routeguide_pb2 as pb
 from helpers.reference.routeguide import routeguide_pb2_grpc as pb_grpc
 from helpers.wiretap import (CLIENT, PREFACE, SERVER, Decoder, MethodTypes, WiretapView,
-                             binary_value, calls_of, wiretap)
+                             binary_value, calls_of, timeline_svg, wiretap)
 
 FEATURE = make_features()[0]
 BAD_POINT = pb.Point(latitude=10**9)  # latitude beyond 90 degrees: INVALID_ARGUMENT
@@ -550,3 +550,51 @@ def test_a_graceful_stop_shows_goaway() -> None:
         goaway = next(f for f in tap.frames if f.type == "GOAWAY")
     assert goaway.direction == SERVER and goaway.stream == 0
     assert goaway.detail.startswith("NO_ERROR last stream ")
+
+
+def test_a_long_label_is_cut_between_the_lanes_and_whole_in_its_tooltip(server) -> None:
+    with wiretap(server.target) as tap, grpc.insecure_channel(tap.target) as channel:
+        with pytest.raises(grpc.RpcError):  # a long grpc-message in one HEADERS frame
+            pb_grpc.RouteGuideStub(channel).GetFeature(BAD_POINT, timeout=5)
+        tap.wait_idle()
+        frames = tap.frames
+    drawing = ElementTree.fromstring(timeline_svg(frames))
+    svg = "{http://www.w3.org/2000/svg}"
+    labels = [group.findall(f"{svg}text")[1].text for group in drawing.iter(f"{svg}g")]
+    longest = max(labels, key=len)
+    assert len(longest) <= 88 and longest.endswith("…"), longest
+    tips = [group.find(f"{svg}title").text for group in drawing.iter(f"{svg}g")]
+    assert any("grpc-message: point (1000000000, 0) is not a valid position" in tip
+               for tip in tips)
+
+
+# ---- relay(): connections handed over by another relay ---------------------------------------
+
+def test_relay_takes_over_a_connection_a_proxy_opened(server) -> None:
+    """A CONNECT proxy made of the tap: it answers the request line, then hands both sockets
+    to relay(); the call works and the tap counts and decodes the tunnelled bytes."""
+    from helpers.reference.production import ConnectProxy
+
+    proxy = ConnectProxy(decode=True)
+    os.environ["http_proxy"] = proxy.url
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            feature = pb_grpc.RouteGuideStub(channel).GetFeature(FEATURE.location, timeout=5)
+        proxy.wait_idle()
+    finally:
+        os.environ.pop("http_proxy")
+        proxy.close()
+    assert feature == FEATURE
+    assert proxy.seen == [f"CONNECT {server.target} HTTP/1.1"] and proxy.connections == 1
+    assert [call.path for call in proxy.calls()] == ["/routeguide.RouteGuide/GetFeature"]
+    assert proxy.up > 0 and proxy.down > 0
+
+
+def test_a_connect_proxy_refuses_anything_but_connect() -> None:
+    from helpers.reference.production import ConnectProxy
+
+    with ConnectProxy() as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as client:
+        client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        client.settimeout(5)
+        assert client.recv(100).startswith(b"HTTP/1.1 502")
+    assert proxy.seen == ["GET / HTTP/1.1"] and proxy.up == 0

@@ -16,7 +16,15 @@ from typing import Any, Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from helpers.checks.core import down_target, exercise, expect, expect_error_status, within
+from helpers.checks.core import (
+    Mismatch,
+    compare_with_reference,
+    down_target,
+    exercise,
+    expect,
+    expect_error_status,
+    within,
+)
 from helpers.reference.production import (
     LastHop,
     Worker,
@@ -58,6 +66,56 @@ def _first_call(call: Callable[[], Any]) -> Any:
         raise
 
 
+class _Aborted(grpc.RpcError):
+    """What `_FakeContext.abort` raises, as a real context's abort does."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class _FakeContext:
+    """A handler's context with a fixed `time_remaining()`; `add_callback` answers `callback_ok`
+    (False: the call has already ended, as when the caller cancelled before the handler ran)."""
+
+    def __init__(self, remaining: float, callback_ok: bool = True) -> None:
+        self.remaining, self.callback_ok = remaining, callback_ok
+
+    def time_remaining(self) -> float:
+        return self.remaining
+
+    def add_callback(self, callback: Callable[[], Any]) -> bool:
+        return self.callback_ok
+
+    def is_active(self) -> bool:
+        return self.callback_ok
+
+    def invocation_metadata(self) -> tuple:
+        return ()
+
+    def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise _Aborted(code, details)
+
+
+def _reference_budget(case: tuple[float, float]) -> float:
+    remaining, margin = case
+    if remaining - margin <= 0:
+        raise _Aborted(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left")
+    return remaining - margin
+
+
+def _same_budget(got: tuple, expected: tuple) -> bool:
+    if got[0] == expected[0] == "ok" and isinstance(got[1], (int, float)):
+        return abs(got[1] - expected[1]) < 1e-6
+    return got == expected
+
+
 def _expect_budget(last: LastHop, caller_deadline: float, margin: float, timeout: float) -> None:
     """The last hop's deadline must be the caller's deadline minus the margin."""
     seen = last.deadlines[-1]
@@ -88,6 +146,23 @@ def _expect_budget(last: LastHop, caller_deadline: float, margin: float, timeout
     "self.margin of them for yourself. What should happen when nothing is left to pass on?",
 )
 def deadline_budget(middle_class: type) -> str:
+    from hypothesis import strategies as st
+
+    def learner(case: tuple[float, float]) -> Any:
+        remaining, margin = case
+        return middle_class(None, margin=margin).budget(_FakeContext(remaining))
+
+    try:
+        compared = compare_with_reference(
+            learner, _reference_budget,
+            st.tuples(st.floats(0, 10), st.floats(0.01, 1)),
+            lambda case: f"budget() with {case[0]} s left and margin={case[1]}",
+            examples=[(0.3, 0.3), (0.25, 0.3), (0.8, 0.3), (1.0, 0.6), (0.61, 0.6), (0.0, 0.1)],
+            same=_same_budget)
+    except Mismatch as mismatch:
+        expect(False, f"{mismatch} (status DEADLINE_EXCEEDED: context.abort with that code; "
+               "the budget is what is left minus self.margin, and none is left when that is "
+               "0 or less)")
     checked = []
     for timeout, margin in [(1.5, 0.3), (3.0, 0.6)]:
         last = LastHop()
@@ -112,7 +187,59 @@ def deadline_budget(middle_class: type) -> str:
         finally:
             _close(servers, channels)
     return ("the last service's deadline was the caller's minus the margin, for "
-            f"{' and '.join(checked)} callers (margins 0.3 and 0.6); no call without a budget")
+            f"{' and '.join(checked)} callers (margins 0.3 and 0.6); no call without a budget; "
+            f"budget() agreed with the reference on {compared} times left and margins")
+
+
+class _RefusingHop(pb2_grpc.ChainServicer):
+    """A next hop that refuses every call: NOT_FOUND."""
+
+    def Relay(self, request, context):
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such note")
+
+
+def _expect_errors_passed_on(middle_class: type, margin: float) -> None:
+    """A next hop's error reaches the caller with its own status, not UNKNOWN."""
+    servers, channels, stub = _chain(middle_class, margin, _RefusingHop(), "refusing")
+    try:
+        stub.Relay(pb2.RelayRequest(note="refused"), timeout=2)
+    except grpc.RpcError as error:
+        expect(error.code() == grpc.StatusCode.NOT_FOUND,
+               f"the next hop answered NOT_FOUND, and the caller got {error.code().name}: wrap "
+               "the wait for the next hop's answer in passing_errors_on(context), so its errors "
+               "reach the caller with their own status")
+    else:
+        expect(False, "the next hop answered NOT_FOUND, yet the caller's call succeeded")
+    finally:
+        _close(servers, channels)
+
+
+def _expect_cancel_when_already_gone(middle_class: type, last: LastHop,
+                                     last_channel: grpc.Channel) -> None:
+    """Relay with a context whose caller is already gone (add_callback returns False)."""
+    last.started.clear()
+    last.cancelled.clear()
+    middle = middle_class(pb2_grpc.ChainStub(last_channel), margin=0.3)
+    gone = _FakeContext(6.0, callback_ok=False)
+    done = threading.Event()
+
+    def relay() -> None:
+        try:
+            middle.Relay(pb2.RelayRequest(note="caller gone", work_ms=8000), gone)
+        except Exception:  # noqa: BLE001 (an abort, or the cancelled call's error)
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=relay, daemon=True).start()
+    expect(done.wait(3), "the caller was gone before the middle registered its callback "
+           "(add_callback returned False: that callback will never run), and Relay was still "
+           "waiting for the next hop 3 s later: when add_callback returns False, cancel the "
+           "outgoing call at once")
+    expect(not last.started.is_set() or last.cancelled.wait(2),
+           "the caller was gone before the middle registered its callback, and the last "
+           "service went on working: when add_callback returns False, cancel the outgoing "
+           "call at once")
 
 
 @exercise(
@@ -148,10 +275,13 @@ def cancel_downstream(middle_class: type) -> str:
                    f"the caller cancelled (attempt {attempt}), but the last service went on "
                    "working for 3 s more: the middle must cancel its own outgoing call when its "
                    "caller goes away")
+        _expect_cancel_when_already_gone(middle_class, last, channels[1])
+        _expect_errors_passed_on(middle_class, margin)
     finally:
         _close(servers, channels)
-    return ("the deadline reached the last service, and 2 cancels by the caller reached it "
-            "through the middle")
+    return ("the deadline reached the last service, 2 cancels by the caller reached it "
+            "through the middle, a caller gone before add_callback cancelled the next hop at "
+            "once, and the next hop's NOT_FOUND reached the caller")
 
 
 @exercise(
@@ -233,6 +363,51 @@ UNSAFE_TO_RETRY = {
 }
 
 
+def _seconds(duration: Any) -> float | None:
+    """A service config duration ('0.05s') in seconds; None if it is not one."""
+    try:
+        return float(str(duration).removesuffix("s"))
+    except ValueError:
+        return None
+
+
+def _expect_backoff(config: Any) -> None:
+    """The retry policy for production.Worker has the backoff the statement names."""
+    methods = config.get("methodConfig", []) if isinstance(config, dict) else []
+    policies = [method.get("retryPolicy") for method in methods
+                if method.get("retryPolicy") and any(
+                    name.get("service") == "production.Worker" for name in method.get("name", []))]
+    if not policies:
+        return  # the calls below fail and say why
+    policy = policies[0]
+    for key, wanted, unit in [("initialBackoff", 0.05, " s"), ("maxBackoff", 0.5, " s"),
+                              ("backoffMultiplier", 2, "")]:
+        got = _seconds(policy.get(key)) if unit else policy.get(key)
+        expect(isinstance(got, (int, float)) and abs(got - wanted) < 1e-9,
+               f"the retryPolicy's {key} is {policy.get(key)!r}: the policy asks for a backoff "
+               "that starts at 0.05 s, doubles after each attempt and never exceeds 0.5 s")
+
+
+def _attempts_when_all_are_sick(config_text: str) -> float:
+    """Attempts per call, as the servers counted them, when every server answers UNAVAILABLE."""
+    sick = [Worker(f"sick{i}", fail=True) for i in range(3)]
+    servers = [serve(pb2_grpc.add_WorkerServicer_to_server, worker, name=f"check-rr-{worker.name}")
+               for worker in sick]
+    target = "ipv4:" + ",".join(server.target for server in servers)
+    try:
+        with grpc.insecure_channel(target, options=[("grpc.service_config", config_text)]) as channel:
+            stub = pb2_grpc.WorkerStub(channel)
+            for _ in range(4):
+                try:
+                    stub.Work(pb2.WorkRequest(), timeout=5)
+                except grpc.RpcError:
+                    pass
+    finally:
+        for server in servers:
+            server.stop()
+    return sum(worker.calls for worker in sick) / 4
+
+
 @exercise(
     "10.5",
     "A service config that spreads calls and retries",
@@ -257,6 +432,7 @@ def round_robin_retries(service_config: Any) -> str:
                  (method.get("retryPolicy") or {}).get("retryableStatusCodes", [])}
         for code, why in UNSAFE_TO_RETRY.items():
             expect(code not in codes, f"retryableStatusCodes has {code}: {why}")
+    _expect_backoff(parsed)
     workers = [Worker("sick", fail=True), Worker("w1"), Worker("w2")]
     servers = [serve(pb2_grpc.add_WorkerServicer_to_server, worker, name=f"check-rr-{worker.name}")
                for worker in workers]
@@ -290,8 +466,12 @@ def round_robin_retries(service_config: Any) -> str:
     expect(min(outcomes["w1"], outcomes["w2"]) >= 5,
            f"the healthy servers answered {outcomes['w1']} and {outcomes['w2']} calls: "
            "spread the calls with round_robin")
+    attempts = _attempts_when_all_are_sick(text)
+    expect(attempts == 3, f"with every server sick, each call made {attempts:g} attempts: the "
+           "policy asks for 3 in all (the first and two retries); that is maxAttempts")
     return ("30 calls all answered, by both healthy servers; every attempt that reached the "
-            "sick server was retried on another one")
+            "sick server was retried on another one; 3 attempts a call when all were sick, "
+            "backoff 0.05 s doubling up to 0.5 s")
 
 
 class _WatchedEvent:

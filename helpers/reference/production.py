@@ -1,6 +1,6 @@
 """Small services and tools for lesson 10 (production): the last hop of a call chain,
-a worker that names itself, a byte-counting TCP proxy, and a server restarted on a
-port the operating system picked earlier.
+a worker that names itself, an HTTP CONNECT proxy (a wiretap that picks its server per
+connection), and a server restarted on a port the operating system picked earlier.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import grpc
 
 from helpers import protos
 from helpers.servers import AddToServer, Server, Setup, _running
+from helpers.wiretap import Wiretap
 
 production_pb2, production_pb2_grpc = protos.load("production")
 
@@ -131,122 +132,52 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class CountingProxy:
-    """A TCP proxy on 127.0.0.1 (port from the OS) that counts the bytes it forwards.
-
-    Point a channel at `proxy.target`; `proxy.up` counts client→server bytes,
-    `proxy.down` server→client. `reset()` zeroes both.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        host, port = upstream.rsplit(":", 1)
-        self.upstream = (host, int(port))
-        self.up = self.down = self.connections = 0
-        self._lock = threading.Lock()
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = [self._listener]
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def reset(self) -> None:
-        with self._lock:
-            self.up = self.down = 0
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            try:
-                server = socket.create_connection(self.upstream)
-            except OSError:  # nothing listens upstream: drop the client, like a refused port
-                client.close()
-                continue
-            self._sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, "down"), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, direction: str) -> None:
-        try:
-            while data := source.recv(65536):
-                with self._lock:
-                    setattr(self, direction, getattr(self, direction) + len(data))
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._closed = True
-        for sock in self._sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-
-class ConnectProxy(CountingProxy):
+class ConnectProxy(Wiretap):
     """An HTTP proxy on 127.0.0.1 that serves CONNECT only and notes each request line.
 
     gRPC reaches a server through an HTTP proxy with `CONNECT host:port`; `seen` lists
-    those lines, so you can tell whether a channel went through the proxy.
+    those lines, so you can tell whether a channel went through the proxy. Once a tunnel
+    is open, its bytes go through the wiretap like any other connection (`up`, `down`,
+    and the frames with `decode=True`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, decode: bool = False) -> None:
         self.seen: list[str] = []
-        super().__init__("127.0.0.1:0")  # no fixed upstream: each CONNECT names one
+        super().__init__("127.0.0.1:0", decode=decode)  # no fixed server: each CONNECT names one
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.target}"
 
-    def _accept(self) -> None:
-        while not self._closed:
+    def _accept(self) -> None:  # the relay's thread: read each request line in a thread of its own
+        while True:
             try:
                 client, _ = self._listener.accept()
-            except OSError:
+            except BlockingIOError:
                 return
             self.connections += 1
             threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
 
     def _tunnel(self, client: socket.socket) -> None:
+        client.setblocking(True)
         client.settimeout(5)
         head = b""
-        while b"\r\n\r\n" not in head and len(head) < 8192:
-            chunk = client.recv(1024)
-            if not chunk:
-                break
-            head += chunk
-        line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        self.seen.append(line)
-        method, _, rest = line.partition(" ")
-        address = rest.split(" ", 1)[0]
         try:
+            while b"\r\n\r\n" not in head and len(head) < 8192 and (chunk := client.recv(1024)):
+                head += chunk
+            line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            self.seen.append(line)
+            method, _, rest = line.partition(" ")
             if method != "CONNECT":
-                raise OSError("CONNECT only")
-            host, port = address.rsplit(":", 1)
+                raise ValueError("CONNECT only")
+            host, port = rest.split(" ", 1)[0].rsplit(":", 1)
             server = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
         except (OSError, ValueError):
-            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            try:
+                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            except OSError:
+                pass
             client.close()
             return
-        client.settimeout(None)
-        server.settimeout(None)
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        self._sockets += [client, server]
-        threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
-        self._pump(server, client, "down")
+        self.relay(client, server)
