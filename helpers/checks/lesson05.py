@@ -505,11 +505,11 @@ def _expect_store_refuses(store_class: type, entries: list[tuple[str, str]], why
         pass
     else:
         raise Mismatch(f"create_many({entries!r}), with {why}, did not raise EmailTaken")
+    within(3, lambda: store.get(1), f"after create_many raised EmailTaken ({why}), self._lock "
+           "was still held and get() waited for it: release it on every way out")
     left = [user for user in _held(store) if user[0] > len(_SEEDED)]
     expect(not left, f"create_many({entries!r}) raised EmailTaken ({why}) but left {left} "
            "behind: a batch is all or none, so check every email before storing any user")
-    within(3, lambda: store.get(1), f"after create_many raised EmailTaken ({why}), self._lock "
-           "was still held and get() waited for it: release it on every way out")
     next_id = store.create("Next", "next@example.com").id
     expect(next_id == len(_SEEDED) + 1, f"after a refused batch ({why}) the next user got id "
            f"{next_id}, not {len(_SEEDED) + 1}: a refused batch leaves the store as it was, its "
@@ -647,7 +647,8 @@ def _expect_race_lost(store_class: type, service_class: type) -> None:
                    f"{describe_rpc_error(error)}, expected ALREADY_EXISTS: only create_many knows "
                    "for sure, so handle its EmailTaken")
             return
-    raise Mismatch("BatchCreateUsers succeeded although create_many raised EmailTaken")
+    raise Mismatch("BatchCreateUsers succeeded although create_many raised EmailTaken: store "
+                   "the batch with create_many, the one place that decides under the lock")
 
 
 def _expect_races(stub: Any, service: Any, store_class: type) -> None:
@@ -751,8 +752,8 @@ def batch_create(store_class: Any, service_class: Any) -> str:
             compared = compare_with_reference(
                 yours, theirs, st.lists(st.tuples(_NAMES, _BATCH_EMAILS), max_size=4),
                 _describe_batch, max_examples=40)
+        _expect_race_lost(store_class, service_class)
         _expect_races(stub, service, store_class)
-    _expect_race_lost(store_class, service_class)
     return (f"{len(_BATCH_CASES) + compared} batches agree with the reference (all or none, every "
             "bad field named by its place, ALREADY_EXISTS for a taken email); racing batches and "
             "creates: exactly one winner, consecutive ids, nothing left behind; create_many holds "
