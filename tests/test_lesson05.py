@@ -506,7 +506,8 @@ def test_every_exercise_has_two_wrong_answers() -> None:
     from collections import Counter
 
     counts = Counter(wrong.exercise for wrong in WRONG_ANSWERS)
-    assert all(counts[exercise_id] >= 2 for exercise_id in ["5.1", "5.2", "5.3", "5.4"]), counts
+    assert all(counts[exercise_id] >= 2 for exercise_id in ["5.1", "5.2", "5.3", "5.4", "5.5"]), \
+        counts
 
 
 # The reference service beyond the exercises ----------------------------------------------
@@ -890,9 +891,9 @@ BATCH_WRONG_ANSWERS: list[WrongAnswer] = [
 ]
 
 
-@pytest.mark.parametrize("wrong", BATCH_WRONG_ANSWERS, ids=str)
-def test_wrong_batches_are_rejected(wrong: WrongAnswer, capsys: Any) -> None:
-    rejects(capsys, wrong)
+# One list per lesson: test_wrong_answers_are_rejected (above) runs them, tests/test_course.py
+# counts them. pytest reads the list when it collects the tests, after this line has run.
+WRONG_ANSWERS.extend(BATCH_WRONG_ANSWERS)
 
 
 @pytest.mark.parametrize("store, service", [
