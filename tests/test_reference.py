@@ -172,14 +172,6 @@ def test_delete_user(user_service: Any, user_id: int) -> None:
     expect_deliberate(user_service.DeleteUser, users.DeleteUserRequest(id=user_id))
 
 
-@fuzz
-@given(entries=st.lists(st.tuples(TEXT, EMAIL), max_size=4), unknown=st.booleans())
-def test_batch_create_users(user_service: Any, entries: list, unknown: bool) -> None:
-    request = users.BatchCreateUsersRequest(
-        requests=[users.CreateUserRequest(name=name, email=email) for name, email in entries])
-    expect_deliberate(user_service.BatchCreateUsers, with_unknown_field(request, unknown))
-
-
 def test_undecodable_bytes_are_refused_by_grpcio_before_the_servicer(user_server: Any) -> None:
     """Bytes that are not a valid message never reach a servicer: grpcio itself
     answers INTERNAL ("Exception deserializing request!"). No servicer code runs,
