@@ -506,7 +506,8 @@ def test_every_exercise_has_two_wrong_answers() -> None:
     from collections import Counter
 
     counts = Counter(wrong.exercise for wrong in WRONG_ANSWERS)
-    assert all(counts[exercise_id] >= 2 for exercise_id in ["5.1", "5.2", "5.3", "5.4"]), counts
+    assert all(counts[exercise_id] >= 2 for exercise_id in ["5.1", "5.2", "5.3", "5.4", "5.5"]), \
+        counts
 
 
 # The reference service beyond the exercises ----------------------------------------------
@@ -609,3 +610,301 @@ def test_grpcurl_errors(reflective_server: Any) -> None:
         grpcurl.call(target, "people.PeopleDirectory/GetPeople")
 
 
+
+
+# 5.5 the challenge: BatchCreateUsers, all or none ------------------------------------------
+
+from collections import Counter  # noqa: E402
+
+from helpers.reference.users import MAX_NAME_LENGTH, batch_violations  # noqa: E402
+
+
+def _new_user(store: UserStore, name: str, email: str) -> User:
+    """Insert without any check (the caller holds the lock when it should)."""
+    user = User(id=store._next_id, name=name, email=email, status=users_pb2.USER_STATUS_ACTIVE)
+    store._users[user.id] = user
+    store._next_id += 1
+    return User.FromString(user.SerializeToString())
+
+
+class LoopOfCreatesStore(UserStore):
+    """Each user created on its own: the users before a taken email stay behind."""
+
+    def create_many(self, entries):
+        return [self.create(name, email) for name, email in entries]
+
+
+class CheckThenInsertStore(UserStore):
+    """Checks every email under the lock, lets go, then inserts under the lock again."""
+
+    def create_many(self, entries):
+        emails = [email for _, email in entries]
+        with self._lock:
+            if any(self._email_in_use(e) or emails.count(e) > 1 for e in emails):
+                raise EmailTaken(emails[0])
+        with self._lock:
+            return [_new_user(self, name, email) for name, email in entries]
+
+
+class RollbackStore(UserStore):
+    """Creates one by one and deletes them again when an email is taken: ids are used up."""
+
+    def create_many(self, entries):
+        created = []
+        try:
+            for name, email in entries:
+                created.append(self.create(name, email))
+        except EmailTaken:
+            for user in created:
+                self.delete(user.id)
+            raise
+        return created
+
+
+class OwnBatchLockStore(UserStore):
+    """A lock for batches only: CreateUser and the other methods never wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._batch_lock = threading.Lock()
+
+    def create_many(self, entries):
+        emails = [email for _, email in entries]
+        with self._batch_lock:
+            if any(self._email_in_use(e) or emails.count(e) > 1 for e in emails):
+                raise EmailTaken(emails[0])
+            return [_new_user(self, name, email) for name, email in entries]
+
+
+class StoredUsersStore(UserStore):
+    """All or none under one hold, but hands out the users that live in the store."""
+
+    def create_many(self, entries):
+        emails = [email for _, email in entries]
+        with self._lock:
+            if any(self._email_in_use(e) or emails.count(e) > 1 for e in emails):
+                raise EmailTaken(emails[0])
+            created = [_new_user(self, name, email) for name, email in entries]
+            return [self._users[user.id] for user in created]
+
+
+class AcquireWithoutFinallyBatch(UserStore):
+    def create_many(self, entries):
+        self._lock.acquire()
+        emails = [email for _, email in entries]
+        if any(self._email_in_use(e) or emails.count(e) > 1 for e in emails):
+            raise EmailTaken(emails[0])
+        users = [_new_user(self, name, email) for name, email in entries]
+        self._lock.release()
+        return users
+
+
+class RepeatsAllowedStore(UserStore):
+    """Checks the stored emails only: a repeat inside the batch is stored twice."""
+
+    def create_many(self, entries):
+        with self._lock:
+            if any(self._email_in_use(email) for _, email in entries):
+                raise EmailTaken(entries[0][1])
+            return [_new_user(self, name, email) for name, email in entries]
+
+
+class ReentrantBatchStore(UserStore):
+    """Correct, written differently: an RLock, so create() can be called while holding it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.RLock()
+
+    def create_many(self, entries):
+        with self._lock:
+            counts = Counter(email for _, email in entries)
+            for email, count in counts.items():
+                if count > 1 or self._email_in_use(email):
+                    raise EmailTaken(email)
+            return [self.create(name, email) for name, email in entries]
+
+
+def _batch_or_abort(service: UserService, request, context, violations) -> Any:
+    if violations:
+        reject(context, violations)
+    try:
+        users = service.store.create_many([(e.name.strip(), e.email) for e in request.requests])
+    except EmailTaken:
+        context.abort(grpc.StatusCode.ALREADY_EXISTS, "an email is already in use")
+    return users_pb2.BatchCreateUsersResponse(users=users)
+
+
+class BareFieldNames(UserService):
+    """Every violation, but named `name` / `email`: the client cannot tell which entry."""
+
+    def BatchCreateUsers(self, request, context):
+        violations = [FieldViolation(field=v.field.split(".")[-1], description=v.description)
+                      for v in batch_violations(request.requests)]
+        return _batch_or_abort(self, request, context, violations)
+
+
+class StopsAtFirstBadEntry(UserService):
+    def BatchCreateUsers(self, request, context):
+        violations = batch_violations(request.requests)
+        if violations:
+            first = violations[0].field.split(".")[0]
+            violations = [v for v in violations if v.field.split(".")[0] == first]
+        return _batch_or_abort(self, request, context, violations)
+
+
+class RepeatAsAlreadyExists(UserService):
+    """Leaves repeats inside the batch to the store: ALREADY_EXISTS for a mistake in the request."""
+
+    def BatchCreateUsers(self, request, context):
+        violations = [v for v in batch_violations(request.requests)
+                      if not v.description.startswith("repeats")]
+        return _batch_or_abort(self, request, context, violations)
+
+
+class EmptyBatchIsFine(UserService):
+    def BatchCreateUsers(self, request, context):
+        violations = [v for v in batch_violations(request.requests) if v.field != "requests"]
+        return _batch_or_abort(self, request, context, violations)
+
+
+class TakenAsInvalid(UserService):
+    def BatchCreateUsers(self, request, context):
+        if violations := batch_violations(request.requests):
+            reject(context, violations)
+        try:
+            users = self.store.create_many([(e.name.strip(), e.email) for e in request.requests])
+        except EmailTaken:
+            reject(context, [FieldViolation(field="requests", description="an email is taken")])
+        return users_pb2.BatchCreateUsersResponse(users=users)
+
+
+class TakenUncaught(UserService):
+    def BatchCreateUsers(self, request, context):
+        if violations := batch_violations(request.requests):
+            reject(context, violations)
+        users = self.store.create_many([(e.name.strip(), e.email) for e in request.requests])
+        return users_pb2.BatchCreateUsersResponse(users=users)
+
+
+class BatchNoStrip(UserService):
+    def BatchCreateUsers(self, request, context):
+        if violations := batch_violations(request.requests):
+            reject(context, violations)
+        try:
+            users = self.store.create_many([(e.name, e.email) for e in request.requests])
+        except EmailTaken:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "an email is already in use")
+        return users_pb2.BatchCreateUsersResponse(users=users)
+
+
+class TwoViolationsForARepeatedBadEmail(UserService):
+    """A malformed email that repeats gets two violations of the same field."""
+
+    def BatchCreateUsers(self, request, context):
+        violations = batch_violations(request.requests)
+        seen: set[str] = set()
+        for index, entry in enumerate(request.requests):
+            if entry.email in seen and not EMAIL_PATTERN.fullmatch(entry.email):
+                violations.append(FieldViolation(field=f"requests[{index}].email",
+                                                 description="repeats an earlier email"))
+            seen.add(entry.email)
+        return _batch_or_abort(self, request, context, violations)
+
+
+class PreCheckThenCreateEach(UserService):
+    """Looks for taken emails first, then creates the users one by one with create()."""
+
+    def BatchCreateUsers(self, request, context):
+        if violations := batch_violations(request.requests):
+            reject(context, violations)
+        stored, _ = self.store.page(0, 10_000)
+        if {u.email for u in stored} & {e.email for e in request.requests}:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "an email is already in use")
+        try:
+            users = [self.store.create(e.name.strip(), e.email) for e in request.requests]
+        except EmailTaken:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "an email is already in use")
+        return users_pb2.BatchCreateUsersResponse(users=users)
+
+
+class CounterService(UserService):
+    """Correct, written differently: a Counter for repeats, rules written out again."""
+
+    def BatchCreateUsers(self, request, context):
+        entries = list(request.requests)
+        violations = [] if entries else [FieldViolation(field="requests", description="empty")]
+        seen: Counter = Counter()
+        for index, entry in enumerate(entries):
+            place, name = f"requests[{index}]", entry.name.strip()
+            if not name or len(name) > MAX_NAME_LENGTH:
+                violations.append(FieldViolation(field=f"{place}.name", description="bad name"))
+            seen[entry.email] += 1
+            if seen[entry.email] > 1 or not EMAIL_PATTERN.fullmatch(entry.email):
+                violations.append(FieldViolation(field=f"{place}.email", description="bad email"))
+        return _batch_or_abort(self, request, context, violations)
+
+
+class UnsolvedBatchStore(UserStore):
+    def create_many(self, entries):
+        raise NotImplementedError("Exercise 5.5: not solved yet")
+
+
+class UnsolvedBatchService(UserService):
+    def BatchCreateUsers(self, request, context):
+        raise NotImplementedError("Exercise 5.5: not solved yet")
+
+
+BATCH_WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("5.5", "a loop of create(): the users before a taken email stay",
+                (LoopOfCreatesStore, UserService), "a batch is all or none"),
+    WrongAnswer("5.5", "checks under the lock, lets go, inserts under it again",
+                (CheckThenInsertStore, UserService), "let go of self._lock between"),
+    WrongAnswer("5.5", "creates one by one and rolls back: ids used up",
+                (RollbackStore, UserService), "its next id included"),
+    WrongAnswer("5.5", "a lock of its own for batches", (OwnBatchLockStore, UserService),
+                "without holding self._lock"),
+    WrongAnswer("5.5", "hands out the stored users", (StoredUsersStore, UserService),
+                "hand out copies"),
+    WrongAnswer("5.5", "acquire() without try/finally", (AcquireWithoutFinallyBatch, UserService),
+                "self._lock was still held"),
+    WrongAnswer("5.5", "the store lets a repeat inside the batch through",
+                (RepeatsAllowedStore, UserService), "an email twice in the batch, did not raise"),
+    WrongAnswer("5.5", "fields named without their place in the batch",
+                (UserStore, BareFieldNames), "name each bad field by its place"),
+    WrongAnswer("5.5", "stops at the first bad entry", (UserStore, StopsAtFirstBadEntry),
+                "report them all in one BadRequest"),
+    WrongAnswer("5.5", "a repeat inside the batch as ALREADY_EXISTS",
+                (UserStore, RepeatAsAlreadyExists), "an email repeated within one batch"),
+    WrongAnswer("5.5", "an empty batch accepted", (UserStore, EmptyBatchIsFine),
+                "an empty batch is a bad request"),
+    WrongAnswer("5.5", "a taken email as INVALID_ARGUMENT", (UserStore, TakenAsInvalid),
+                "an email another user has is ALREADY_EXISTS"),
+    WrongAnswer("5.5", "EmailTaken not caught", (UserStore, TakenUncaught),
+                "yours gives status UNKNOWN"),
+    WrongAnswer("5.5", "names not stripped", (UserStore, BatchNoStrip), "names stripped"),
+    WrongAnswer("5.5", "two violations for one repeated bad email",
+                (UserStore, TwoViolationsForARepeatedBadEmail), "one violation per bad field"),
+    WrongAnswer("5.5", "looks for taken emails, then create() one by one",
+                (UserStore, PreCheckThenCreateEach), "the one place that decides under the lock"),
+    WrongAnswer("5.5", "passes instances", (UserStore(), UserService()), "pass the two classes"),
+]
+
+
+# One list per lesson: test_wrong_answers_are_rejected (above) runs them, tests/test_course.py
+# counts them. pytest reads the list when it collects the tests, after this line has run.
+WRONG_ANSWERS.extend(BATCH_WRONG_ANSWERS)
+
+
+@pytest.mark.parametrize("store, service", [
+    (UserStore, UserService), (ReentrantBatchStore, UserService), (UserStore, CounterService),
+    (ReentrantBatchStore, CounterService)], ids=lambda value: value.__name__)
+def test_correct_batches_pass(store: type, service: type, capsys: Any) -> None:
+    passes(capsys, "5.5", store, service)
+
+
+@pytest.mark.parametrize("store, service", [(UnsolvedBatchStore, UserService),
+                                            (UserStore, UnsolvedBatchService)],
+                         ids=["store", "service"])
+def test_unsolved_batch_fails(store: type, service: type, capsys: Any) -> None:
+    assert "not solved yet" in fails(capsys, "5.5", store, service)

@@ -430,6 +430,59 @@ class PollingFeed(LiveFeed):
                 return
 
 
+class YieldsIntoADeadCall(LiveFeed):
+    """Its own Event, but it ignores what wait() says: after a cancel it goes on to the next
+    feature (and grpcio drops the generator only at that yield)."""
+
+    def ListFeatures(self, request, context):
+        require_rectangle(request, context)
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        for feature in self.features:
+            if in_rectangle(feature.location, request):
+                yield feature
+                ended.wait(self.pause)
+
+
+class PollsOncePerPause(LiveFeed):
+    """Asks is_active() only after sleeping a whole pause."""
+
+    def ListFeatures(self, request, context):
+        require_rectangle(request, context)
+        for feature in self.features:
+            if in_rectangle(feature.location, request):
+                yield feature
+                time.sleep(self.pause)
+                if not context.is_active():
+                    return
+
+
+class DictOfEvents(LiveFeed):
+    """Correct, written differently: one Event per call, kept in a dict on self by call."""
+
+    def __init__(self, features, pause: float = 0.2):
+        super().__init__(features, pause)
+        self.ended: dict = {}
+        self.lock = threading.Lock()
+
+    def ListFeatures(self, request, context):
+        require_rectangle(request, context)
+        with self.lock:
+            ended = self.ended[id(context)] = threading.Event()
+        context.add_callback(ended.set)
+        try:
+            for feature in self.features:
+                if not in_rectangle(feature.location, request):
+                    continue
+                if not context.is_active():
+                    return
+                yield feature
+                ended.wait(self.pause)
+        finally:
+            with self.lock:
+                self.ended.pop(id(context), None)
+
+
 class UnsolvedFeed(LiveFeed):
     def ListFeatures(self, request, context):
         require_rectangle(request, context)
@@ -657,7 +710,11 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("6.5", "a shared Event, other calls carry on unpaced", (SharedEventKeepsGoing,),
                 "an Event on self is shared"),
     WrongAnswer("6.5", "an Event per call, stored on self", (EventPerCallOnSelf,),
-                "made inside ListFeatures"),
+                "not on self, where the next call replaces it"),
+    WrongAnswer("6.5", "keeps looping after its call ended", (YieldsIntoADeadCall,),
+                "yielded 1 more feature(s) after its client cancelled"),
+    WrongAnswer("6.5", "asks is_active() once per whole pause", (PollsOncePerPause,),
+                "ran on for"),
     WrongAnswer("6.5", "time.sleep between features, cancel ignored", (SleepingFeed,),
                 "ran on for"),
     WrongAnswer("6.5", "no pause between features", (NoPauseFeed,), "wait self.pause"),
@@ -672,6 +729,7 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
 @pytest.mark.parametrize("exercise_id, answer", [
     ("6.1", RouteGuide), ("6.1", ListAsAList), ("6.2", RouteGuide), ("6.3", FileStore),
     ("6.4", RouteGuide), ("6.5", LiveFeed), ("6.5", PollingFeed),
+    ("6.5", DictOfEvents),
 ], ids=lambda value: getattr(value, "__name__", value))
 def test_right_answers_pass(exercise_id: str, answer, capsys) -> None:
     passes(capsys, exercise_id, answer)

@@ -17,11 +17,14 @@ from hypothesis import strategies as st
 
 from helpers.checks.core import (
     Mismatch,
+    _shown,
     compare_with_reference,
+    concurrently,
     describe_rpc_error,
     exercise,
     expect,
     expect_equal,
+    outcome_of,
     stub_for,
     within,
 )
@@ -94,15 +97,19 @@ def _hands_out_copies(store_class: type) -> None:
 
 
 class _OwnedLock:
-    """A Lock that knows which thread holds it (to see whether a write happened under it)."""
+    """A Lock that knows which thread holds it (to see whether a write happened under it),
+    and counts its holds (to see whether two writes happened under one hold)."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # re-entrant, like the RLock a correct store may use
         self.owner: int | None = None
         self.depth = 0
+        self.holds = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if self._lock.acquire(blocking, timeout):
+            if self.depth == 0:
+                self.holds += 1
             self.owner, self.depth = threading.get_ident(), self.depth + 1
             return True
         return False
@@ -130,10 +137,13 @@ class _GuardedUsers(dict):
         super().__init__()
         self.lock = lock
         self.unguarded: list[str] = []
+        self.accesses: list[tuple[str, int | None]] = []  # (what, which hold of the lock, or None)
 
     def _note(self, what: str) -> None:
-        if self.lock.owner != threading.get_ident():
+        held = self.lock.owner == threading.get_ident()
+        if not held:
             self.unguarded.append(what)
+        self.accesses.append((what, self.lock.holds if held else None))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._note("stored a user")
@@ -457,3 +467,294 @@ def read_field_errors(learner_field_errors: Callable[[grpc.RpcError], dict[str, 
             expect(got == expected,
                    f"field_errors for {what}: expected {expected!r}, got {got!r}{advice}")
     return f"{len(cases)} errors read: violations found, other details skipped, no details gives {{}}"
+
+
+# ---- 5.5 (the challenge): many users at once, all or none ------------------------------------
+
+ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS
+ALL_OR_NONE = ("hold self._lock once, for the email checks and every insert of the batch, so "
+               "that no other call slips in between")
+_SEEDED = [("Ada", "ada@example.com"), ("Grace", "grace@example.com")]  # ids 1 and 2
+
+
+def _seeded(store_class: type) -> Any:
+    """A new store of `store_class` holding Ada (id 1) and Grace (id 2)."""
+    store = store_class()
+    for name, email in _SEEDED:
+        store.create(name, email)
+    return store
+
+
+def _held(store: Any) -> list[tuple[int, str, str]]:
+    users, _ = store.page(0, 10_000)
+    return [(user.id, user.name, user.email) for user in users]
+
+
+def _create_many(store: Any, entries: list[tuple[str, str]]) -> Any:
+    return within(5, lambda: store.create_many(entries),
+                  f"create_many({entries!r}) never returned: does it take self._lock while it "
+                  "already holds it? A threading.Lock is not re-entrant, and create() takes it")
+
+
+def _expect_store_refuses(store_class: type, entries: list[tuple[str, str]], why: str) -> None:
+    """create_many(entries) must raise EmailTaken and leave the store exactly as it was."""
+    store = _seeded(store_class)
+    try:
+        _create_many(store, entries)
+    except EmailTaken:
+        pass
+    else:
+        raise Mismatch(f"create_many({entries!r}), with {why}, did not raise EmailTaken")
+    within(3, lambda: store.get(1), f"after create_many raised EmailTaken ({why}), self._lock "
+           "was still held and get() waited for it: release it on every way out")
+    left = [user for user in _held(store) if user[0] > len(_SEEDED)]
+    expect(not left, f"create_many({entries!r}) raised EmailTaken ({why}) but left {left} "
+           "behind: a batch is all or none, so check every email before storing any user")
+    next_id = store.create("Next", "next@example.com").id
+    expect(next_id == len(_SEEDED) + 1, f"after a refused batch ({why}) the next user got id "
+           f"{next_id}, not {len(_SEEDED) + 1}: a refused batch leaves the store as it was, its "
+           "next id included")
+
+
+def _expect_one_hold(store_class: type) -> None:
+    """Every read and write of one create_many happens under a single hold of self._lock."""
+    store = _seeded(store_class)
+    if not (hasattr(store, "_lock") and isinstance(getattr(store, "_users", None), dict)):
+        return  # a different design: the concurrent calls judge it
+    users = dict(store._users)
+    store._lock = _OwnedLock()
+    store._users = _GuardedUsers(store._lock)
+    dict.update(store._users, users)
+    store.create_many([("Bo", "bo@example.com"), ("Cy", "cy@example.com")])
+    accesses = store._users.accesses
+    outside = [what for what, hold in accesses if hold is None]
+    expect(not outside, f"create_many {outside[0] if outside else ''} without holding "
+           f"self._lock: get, page and the other methods take self._lock, so a lock of its own "
+           f"keeps nobody out; {ALL_OR_NONE}")
+    holds = [hold for _, hold in accesses]
+    if len(set(holds)) > 1:
+        first = accesses[0][0]
+        later = next(what for what, hold in accesses if hold != holds[0])
+        raise Mismatch(f"create_many let go of self._lock between \"{first}\" and \"{later}\": "
+                       "another call can take an email or an id in that gap; " + ALL_OR_NONE)
+
+
+def _expect_batch_store(store_class: type) -> None:
+    store = _seeded(store_class)
+    entries = [("Bo", "bo@example.com"), ("Cy", "cy@example.com"), ("Di", "di@example.com")]
+    users = _create_many(store, entries)
+    expect(isinstance(users, list) and all(isinstance(user, pb2.User) for user in users),
+           f"create_many returned {type(users).__name__}, expected a list of users")
+    expect_equal([(user.id, user.name, user.email) for user in users],
+                 [(3, "Bo", "bo@example.com"), (4, "Cy", "cy@example.com"),
+                  (5, "Di", "di@example.com")],
+                 "create_many of three users on a store holding ids 1 and 2 returned (id, name, "
+                 "email)")
+    users[0].name = "Mallory"
+    expect(store.get(3).name == "Bo", "changing a user that create_many returned changed the "
+           "stored user too: hand out copies made under the lock, as the other methods do")
+    _expect_store_refuses(store_class, [("Bo", "bo@example.com"), ("Cy", "ada@example.com")],
+                          "an email already in use")
+    _expect_store_refuses(store_class, [("Bo", "bo@example.com"), ("Cy", "cy@example.com"),
+                                        ("Bo again", "bo@example.com")],
+                          "an email twice in the batch")
+    _expect_one_hold(store_class)
+
+
+def _batch(entries: list[tuple[str, str]]) -> Any:
+    return pb2.BatchCreateUsersRequest(requests=[_create(name, email) for name, email in entries])
+
+
+def _violation_fields(error: grpc.RpcError) -> list[str]:
+    """The field of every violation in the BadRequest details, repeats kept, sorted."""
+    status = rpc_status.from_call(error)
+    fields = []
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields += [violation.field for violation in bad_request.field_violations]
+    return sorted(fields)
+
+
+def _batch_outcome(stub: Any, service: Any) -> Callable[[list[tuple[str, str]]], Any]:
+    """entries -> what the call answered (users created, fields rejected, or a status code),
+    and what the store holds afterwards. The store is a new seeded one for each batch."""
+    store_class = type(service.store)
+
+    def call(entries: list[tuple[str, str]]) -> Any:
+        service.store = _seeded(store_class)
+        try:
+            reply = stub.BatchCreateUsers(_batch(entries), timeout=5)
+        except grpc.RpcError as error:
+            if error.code() == INVALID:
+                return ("rejected", _violation_fields(error), _held(service.store))
+            if error.code() == ALREADY_EXISTS:
+                return ("ALREADY_EXISTS", _held(service.store))
+            raise
+        return ("created", [(user.id, user.name, user.email) for user in reply.users],
+                _held(service.store))
+    return call
+
+
+# (entries, what the reference answers, advice when the learner's answer differs)
+_BATCH_CASES: list[tuple[list[tuple[str, str]], str]] = [
+    ([("  Bo  ", "bo@example.com"), ("Cy", "cy@example.com"), ("x" * 100, "long@example.com")],
+     "create every user of a valid batch, names stripped, ids in request order"),
+    ([], "an empty batch is a bad request: a violation of the field `requests`"),
+    ([("", "bo@example.com"), ("Cy", "cy@example"), ("Di", "di@example.com")],
+     "name each bad field by its place in the batch (requests[1].email), report them all in "
+     "one BadRequest, and create nobody"),
+    ([("Bo", "bo@example.com"), ("Cy", "bo@example.com")],
+     "an email repeated within one batch is a mistake in the request itself (INVALID_ARGUMENT, "
+     "a violation of the later entry's email), not a clash with a stored user"),
+    ([("Bo", "bo@example"), ("Cy", "bo@example")],
+     "one violation per bad field: a malformed email that repeats is still one problem of that "
+     "field"),
+    ([("Bo", "bo@example.com"), ("Cy", "ada@example.com")],
+     "an email another user has is ALREADY_EXISTS, and the batch is refused whole: Bo is not "
+     "created either"),
+    ([("", "nope"), ("Cy", "ada@example.com")],
+     "bad fields come first: a batch with a bad field is INVALID_ARGUMENT even if an email is "
+     "also taken"),
+    ([("x" * 101, "bo@example.com"), (" " + "x" * 100 + " ", "cy@example.com")],
+     "a name is at most MAX_NAME_LENGTH characters once its spaces are stripped"),
+]
+
+_BATCH_EMAILS = st.one_of(st.sampled_from(["ada@example.com", "bo@example.com", "cy@example.com",
+                                           "bo@example", "a b@c.d", "x@y.z", ""]),
+                          st.text(max_size=6))
+
+
+def _describe_batch(entries: list[tuple[str, str]]) -> str:
+    shown = ", ".join(f"({name[:12]!r}, {email!r})" for name, email in entries)
+    return f"BatchCreateUsers([{shown}]) on a store holding Ada (ada@example.com) and Grace"
+
+
+def _expect_race_lost(store_class: type, service_class: type) -> None:
+    """The store refuses the batch although the service's own look found every email free."""
+
+    def taken_meanwhile(self: Any, entries: list) -> Any:
+        raise EmailTaken(entries[-1][1])
+
+    racing = type("RaceLostStore", (store_class,), {"create_many": taken_meanwhile})
+    with stub_for("users", "UserService", service_class(racing()), name="check-batch-race") as stub:
+        try:
+            stub.BatchCreateUsers(_batch([("Bo", "bo@example.com")]), timeout=5)
+        except grpc.RpcError as error:
+            expect(error.code() == ALREADY_EXISTS,
+                   f"a batch whose email another call took a moment earlier ended with "
+                   f"{describe_rpc_error(error)}, expected ALREADY_EXISTS: only create_many knows "
+                   "for sure, so handle its EmailTaken")
+            return
+    raise Mismatch("BatchCreateUsers succeeded although create_many raised EmailTaken: store "
+                   "the batch with create_many, the one place that decides under the lock")
+
+
+def _expect_races(stub: Any, service: Any, store_class: type) -> None:
+    """Batches and single creates sent at once, through the server."""
+
+    def send(entries: list[tuple[str, str]]) -> Any:
+        try:
+            return [user.id for user in stub.BatchCreateUsers(_batch(entries), timeout=10).users]
+        except grpc.RpcError as error:
+            return error.code()
+
+    for round_number in range(3):
+        service.store = _seeded(store_class)
+        batches = [[(f"A{i}", f"a{i}@example.com"), (f"S{i}", "shared@example.com"),
+                    (f"C{i}", f"c{i}@example.com")] for i in range(8)]
+        with _switch_often():
+            outcomes = concurrently(lambda i: send(batches[i]), 8, what="BatchCreateUsers")
+        answers = [outcome.value for outcome in outcomes]
+        won = [i for i, answer in enumerate(answers) if isinstance(answer, list)]
+        expect(len(won) == 1 and all(answer == ALREADY_EXISTS for answer in answers
+                                      if not isinstance(answer, list)),
+               f"8 batches sharing one email were sent at once: {len(won)} succeeded, the others "
+               f"got {sorted({getattr(a, 'name', '?') for a in answers if not isinstance(a, list)})};"
+               f" expected exactly 1 success and ALREADY_EXISTS for the rest: {ALL_OR_NONE}")
+        winner = batches[won[0]]
+        expect_equal([entry[1:] for entry in _held(service.store)[len(_SEEDED):]],
+                     [(name, email) for name, email in winner],
+                     "the (name, email) of the users stored after 8 racing batches (only the "
+                     "winner's, in order; a refused batch leaves nothing behind)")
+    service.store = _seeded(store_class)
+    batches = [[(f"U{i}.{j}", f"u{i}.{j}@example.com") for j in range(4)] for i in range(8)]
+    with _switch_often():
+        outcomes = concurrently(lambda i: send(batches[i]), 8, what="BatchCreateUsers")
+    for i, outcome in enumerate(outcomes):
+        ids = outcome.value
+        expect(isinstance(ids, list), f"one of 8 valid batches sent at once ended with "
+               f"{getattr(ids, 'name', ids)}")
+        expect(len(ids) == 4 and ids == list(range(ids[0], ids[0] + 4)),
+               f"8 batches of 4 sent at once: one got ids {ids}, not 4 consecutive ids: another "
+               f"call slipped in between; {ALL_OR_NONE}")
+    walked, request = [], pb2.ListUsersRequest(page_size=10)
+    for _ in range(10):
+        page = stub.ListUsers(request, timeout=5)
+        walked += [(user.id, user.email) for user in page.users]
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    expected = sorted((user_id, f"u{i}.{j}@example.com") for i, outcome in enumerate(outcomes)
+                      for j, user_id in enumerate(outcome.value))
+    expect_equal(walked[len(_SEEDED):], expected,
+                 "the users ListUsers walks through after 8 batches of 4 sent at once")
+    service.store = _seeded(store_class)
+
+    def single_or_batch(i: int) -> Any:
+        if i % 2:
+            return send([(f"B{i}", f"b{i}@example.com"), (f"T{i}", "twin@example.com")])
+        try:
+            return [stub.CreateUser(_create(f"T{i}", "twin@example.com"), timeout=10).id]
+        except grpc.RpcError as error:
+            return error.code()
+
+    with _switch_often():
+        answers = [outcome.value for outcome in concurrently(single_or_batch, 8,
+                                                             what="CreateUser and BatchCreateUsers")]
+    won = [answer for answer in answers if isinstance(answer, list)]
+    expect(len(won) == 1, f"4 CreateUser and 4 BatchCreateUsers with one email, sent at once: "
+           f"{len(won)} succeeded (expected exactly 1): {ALL_OR_NONE}")
+    twins = [user for user in _held(service.store) if user[2] == "twin@example.com"]
+    expect(len(twins) == 1, f"after CreateUser and BatchCreateUsers raced for one email, the "
+           f"store holds it {len(twins)} times: {ALL_OR_NONE}")
+
+
+@exercise(
+    "5.5",
+    "Many users at once, all or none",
+    notebook=LESSON,
+    hint="Two halves, each with its own job. The service judges the request on its own (every "
+    "field of every entry, and what the entries say about each other) before it touches the "
+    "store. The store alone can say whether an email is free, and only while nobody else can "
+    "change the answer.",
+    second_hint="Ask, for each rule, at which moment it can be decided and by whom: a repeat "
+    "inside the batch is known from the request; a clash with a stored user only under the "
+    "lock, and the inserts must happen under that same hold. The unlocked create() of "
+    "UnsafeUserStore is still there to call while you hold the lock.",
+)
+def batch_create(store_class: Any, service_class: Any) -> str:
+    expect(isinstance(store_class, type) and isinstance(service_class, type),
+           "pass the two classes, BatchUserStore and BatchUserService, not instances")
+    _seeded(store_class).create_many([("probe", "probe@example.com")])  # raises if not solved yet
+    _expect_batch_store(store_class)
+    service = service_class(_seeded(store_class))
+    with stub_for("users", "UserService", service) as stub:
+        reference = UserService(UserStore())
+        with stub_for("users", "UserService", reference, name="check-reference") as reference_stub:
+            yours, theirs = _batch_outcome(stub, service), _batch_outcome(reference_stub, reference)
+            for entries, advice in _BATCH_CASES:
+                got, expected = outcome_of(yours, entries), outcome_of(theirs, entries)
+                if got != expected:
+                    raise Mismatch(f"{_describe_batch(entries)}: the reference gives "
+                                   f"{_shown(expected)}, yours gives {_shown(got)}: {advice}")
+            compared = compare_with_reference(
+                yours, theirs, st.lists(st.tuples(_NAMES, _BATCH_EMAILS), max_size=4),
+                _describe_batch, max_examples=40)
+        _expect_race_lost(store_class, service_class)
+        _expect_races(stub, service, store_class)
+    return (f"{len(_BATCH_CASES) + compared} batches agree with the reference (all or none, every "
+            "bad field named by its place, ALREADY_EXISTS for a taken email); racing batches and "
+            "creates: exactly one winner, consecutive ids, nothing left behind; create_many holds "
+            "self._lock once and hands out copies")

@@ -381,14 +381,19 @@ def route_chat(servicer: Any) -> str:
 FEED_PAUSE = 0.6  # seconds between two features of the feed in check 6.5
 
 
-def _watch_ends(guide: Any, ends: dict[str, float]) -> None:
-    """Record when each ListFeatures generator of `guide` finishes, by the call's name."""
+def _watch_ends(guide: Any, ends: dict[str, float],
+                yields: dict[str, list[float]] | None = None) -> None:
+    """Record when each ListFeatures generator of `guide` finishes, and when it yields each
+    feature (in `yields`), by the call's name."""
     original = guide.ListFeatures
 
     def watched(request: Any, context: Any) -> Iterator[Any]:
         name = dict(context.invocation_metadata()).get("call", "?")
         try:
-            yield from original(request, context)
+            for feature in original(request, context):
+                if yields is not None:
+                    yields.setdefault(name, []).append(time.monotonic())
+                yield feature
         finally:
             ends[name] = time.monotonic()
 
@@ -408,10 +413,11 @@ def _read_feed(call: Any, got: list, outcome: dict) -> None:
     "6.5",
     "A feed that stops when its client does",
     notebook=LESSON,
-    hint="Cancelling one call must not touch another: the Event that says 'this call is over' "
-    "belongs to the call. Where does your ListFeatures create it?",
-    second_hint="An Event's wait(timeout) tells you which happened: the event was set (True) or "
-    "the time ran out (False). Only one of the two means the call is over.",
+    hint="A pause that nothing can interrupt cannot notice that its call ended. And one servicer "
+    "object serves every call: whatever your handler keeps on self, every call shares.",
+    second_hint="The context of a call can tell you when that call ends (a callback) or whether "
+    "it is still on (a question you can ask between short waits). After the wait, tell apart "
+    "'the pause is over' from 'the call is over': only one of them means carry on.",
 )
 def live_feed(servicer: Any) -> str:
     expect(isinstance(servicer, type), "pass the class (it is built with features and pause), "
@@ -419,7 +425,8 @@ def live_feed(servicer: Any) -> str:
     features = make_features(count=3, seed=65)
     guide = servicer(features, pause=FEED_PAUSE)
     ends: dict[str, float] = {}
-    _watch_ends(guide, ends)
+    yields: dict[str, list[float]] = {}
+    _watch_ends(guide, ends, yields)
     with stub_for("routeguide", "RouteGuide", guide) as stub:
         # The first call starts; the second starts once the first is waiting; the first
         # gets its second feature (so it has waited again since the second call began),
@@ -459,16 +466,49 @@ def live_feed(servicer: Any) -> str:
            f"{2 * FEED_PAUSE:.1f} s of the cancel")
     late = ends["first"] - cancelled_at
     expect(late < FEED_PAUSE / 2, f"the cancelled call's generator ran on for {late:.2f} s "
-           "after the client cancelled: wait on an Event that this call's context.add_callback "
-           "sets (made inside ListFeatures), so a cancel wakes the wait at once")
+           f"after the client cancelled (at once means within {FEED_PAUSE / 2:.1f} s; the pause "
+           f"is {FEED_PAUSE:.1f} s): a wait that nothing interrupts cannot notice the end of the "
+           "call; wait on something that this call's end wakes (kept in the handler, not on "
+           "self, where the next call replaces it), or check it in short steps")
+    after = [at for at in yields.get("first", []) if at > cancelled_at]
+    expect(not after, f"the cancelled call's generator yielded {len(after)} more feature(s) "
+           "after its client cancelled: when the call has ended, return before the next "
+           "feature, not after it")
     most = (len(features) - 1) * FEED_PAUSE * 1.25 + 0.25
     expect(took <= most, f"the {len(features)} features came in {took:.2f} s, not about "
            f"{(len(features) - 1) * FEED_PAUSE:.1f} s: wait self.pause between features, not a "
            "fixed time")
+    _expect_deadline_ends(servicer, features)
     _expect_only_inside(servicer, features)
-    return ("the cancelled call's generator ended at once; the other call carried on and got "
-            "every feature, paced by self.pause, ending with OK; only features inside the "
-            "rectangle came")
+    return ("the cancelled call's generator ended at once and yielded nothing more; the other "
+            "call carried on and got every feature, paced by self.pause, ending with OK; a call "
+            "whose deadline passed ended at once too; only features inside the rectangle came")
+
+
+def _expect_deadline_ends(servicer: Any, features: list) -> None:
+    """A feed whose deadline passes during a pause finishes within FEED_PAUSE / 2 of it."""
+    guide = servicer(features, pause=FEED_PAUSE)
+    ends: dict[str, float] = {}
+    _watch_ends(guide, ends)
+    timeout = 1.3 * FEED_PAUSE  # during the pause after the second feature
+    with stub_for("routeguide", "RouteGuide", guide, name="check-feed-deadline") as stub:
+        started = time.monotonic()
+        call = stub.ListFeatures(AREA, timeout=timeout, metadata=[("call", "deadline")])
+        outcome: dict = {}
+        _read_feed(call, [], outcome)
+        waited_until = time.monotonic() + 2 * FEED_PAUSE
+        while "deadline" not in ends and time.monotonic() < waited_until:
+            time.sleep(0.01)
+    expect(outcome.get("code") == grpc.StatusCode.DEADLINE_EXCEEDED,
+           f"a feed of {len(features)} features with a deadline of {timeout:.2f} s ended with "
+           f"{getattr(outcome.get('code'), 'name', 'no status')}, expected DEADLINE_EXCEEDED: "
+           "wait self.pause after each feature")
+    expect("deadline" in ends, "the generator of a call whose deadline passed did not finish "
+           f"within {2 * FEED_PAUSE:.1f} s of it")
+    late = ends["deadline"] - (started + timeout)
+    expect(late < FEED_PAUSE / 2, f"the generator of a call whose deadline passed ran on for "
+           f"{late:.2f} s after it: a deadline ends a call like a cancel does, and the feed "
+           f"must notice within {FEED_PAUSE / 2:.1f} s")
 
 
 def _next_feature(call: Any, number: int) -> Any:

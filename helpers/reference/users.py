@@ -6,7 +6,8 @@
   field violations (`reject`), an unknown id with NOT_FOUND and an email already
   in use with ALREADY_EXISTS. UpdateUser applies CreateUser's rules to each field
   it changes (and refuses enum numbers that are not a real status); ListUsers
-  clamps a page size above the maximum and refuses a negative one (AIP-158).
+  clamps a page size above the maximum and refuses a negative one (AIP-158);
+  BatchCreateUsers creates several users all or none (AIP-233).
 - `field_errors` reads those field violations back on the client.
 """
 
@@ -97,6 +98,24 @@ class UserStore:
                 user.status = status
             return _copy(user)
 
+    def create_many(self, entries: list[tuple[str, str]]) -> list[User]:
+        """A user for each (name, email), in order, with consecutive ids; all or none:
+        EmailTaken, and nothing stored, if an email is in use or appears twice in `entries`."""
+        with self._lock:  # one hold for the checks and every insert: nobody slips in between
+            emails = [email for _, email in entries]
+            for email in emails:
+                if self._email_in_use(email) or emails.count(email) > 1:
+                    raise EmailTaken(email)
+            users = []
+            for name, email in entries:
+                user = User(id=self._next_id, name=name, email=email,
+                            status=users_pb2.USER_STATUS_ACTIVE)
+                user.created_at.GetCurrentTime()
+                self._users[user.id] = user
+                self._next_id += 1
+                users.append(_copy(user))
+            return users
+
     def delete(self, user_id: int) -> bool:
         """Remove the user; False if there was none."""
         with self._lock:
@@ -147,6 +166,25 @@ def name_and_email_violations(name: str | None, email: str | None) -> list[Field
         elif not EMAIL_PATTERN.fullmatch(email):
             violations.append(FieldViolation(
                 field="email", description="must look like name@example.com"))
+    return violations
+
+
+def batch_violations(requests: list) -> list[FieldViolation]:
+    """Problems with a batch of CreateUserRequests, each named by its place: requests[2].email.
+    An email that an earlier entry of the batch has is a problem of the later entry."""
+    if not requests:
+        return [FieldViolation(field="requests", description="must not be empty")]
+    violations, first_seen = [], {}
+    for index, entry in enumerate(requests):
+        for violation in name_and_email_violations(entry.name, entry.email):
+            violations.append(FieldViolation(field=f"requests[{index}].{violation.field}",
+                                             description=violation.description))
+        if entry.email in first_seen and not any(
+                v.field == f"requests[{index}].email" for v in violations):
+            violations.append(FieldViolation(
+                field=f"requests[{index}].email",
+                description=f"repeats requests[{first_seen[entry.email]}].email"))
+        first_seen.setdefault(entry.email, index)
     return violations
 
 
@@ -247,3 +285,15 @@ class UserService(users_pb2_grpc.UserServiceServicer):
         if not self.store.delete(request.id):
             context.abort(grpc.StatusCode.NOT_FOUND, f"no user with id {request.id}")
         return empty_pb2.Empty()
+
+    def BatchCreateUsers(self, request, context):
+        violations = batch_violations(request.requests)
+        if violations:
+            reject(context, violations)
+        try:
+            users = self.store.create_many([(entry.name.strip(), entry.email)
+                                            for entry in request.requests])
+        except EmailTaken as taken:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                          f"email {preview(str(taken))} is already in use")
+        return users_pb2.BatchCreateUsersResponse(users=users)
