@@ -31,6 +31,14 @@ def test_readme_course_map_lists_exactly_the_lessons() -> None:
     assert mapped == [path.name for path in SOLUTION_FILES]
 
 
+def test_readme_and_each_lesson_give_the_same_time() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for path in SOLUTION_FILES:
+        listed = re.search(rf"\(lessons/{re.escape(path.name)}\).*\| (\d+) \|$", readme, re.MULTILINE)
+        said = re.search(r"about (\d+) minutes", path.read_text())
+        assert listed and said and listed.group(1) == said.group(1), (path.name, listed, said)
+
+
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_notebook_uses_python3_kernel(path) -> None:
     metadata = nbformat.read(path, as_version=4).metadata
