@@ -211,6 +211,59 @@ class UnknownOnCancelTiming(Timing):
     status = staticmethod(lambda context: context.code() or grpc.StatusCode.UNKNOWN)
 
 
+class SwallowingStreamTiming(Timing):
+    """Logs a response stream's exception and ends the stream quietly: the client sees OK."""
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or handler.request_streaming or not handler.response_streaming:
+            return super().intercept_service(lambda d: handler, details)
+        behavior, log, method = handler.unary_stream, self.log, details.method
+
+        def wrapped(request, context):
+            start, replies = time.perf_counter(), [0]
+
+            def stream():
+                code = grpc.StatusCode.OK
+                try:
+                    for reply in behavior(request, context):
+                        replies[0] += 1
+                        yield reply
+                except BaseException:
+                    code = _status(context)
+                finally:
+                    log(method, code, 1, replies[0], time.perf_counter() - start)
+            return stream()
+
+        return grpc.unary_stream_rpc_method_handler(
+            wrapped, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+class TwiceOnFailureTiming(Timing):
+    """Logs a failed unary call in `except`, and again in `finally` as OK."""
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return super().intercept_service(lambda d: handler, details)
+        behavior, log, method = handler.unary_unary, self.log, details.method
+
+        def wrapped(request, context):
+            start = time.perf_counter()
+            try:
+                return behavior(request, context)
+            except BaseException:
+                log(method, _status(context), 1, 0, time.perf_counter() - start)
+                raise
+            finally:
+                log(method, grpc.StatusCode.OK, 1, 1, time.perf_counter() - start)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
 # --- 8.2 token auth ----------------------------------------------------------------
 
 def reject(handler, code, details):
@@ -391,6 +444,21 @@ class FixedTimeoutMetadata(AddMetadata):
         return super()._details(details)._replace(timeout=5)
 
 
+class CredentialsDroppingMetadata(AddMetadata):
+    """Keeps the method, timeout and metadata; drops call credentials and the rest."""
+
+    def _details(self, details):
+        made = super()._details(details)
+        return CallDetails(made.method, made.timeout, made.metadata, None, None, None)
+
+
+class WaitForReadyDroppingMetadata(AddMetadata):
+    """Keeps everything but wait_for_ready."""
+
+    def _details(self, details):
+        return super()._details(details)._replace(wait_for_ready=None)
+
+
 # --- 8.4 retry with a deadline budget ------------------------------------------------
 
 class Retry(grpc.UnaryUnaryClientInterceptor):
@@ -530,6 +598,108 @@ class GrpcStyleJitterRetry(NoJitterRetry):
 
     def pause(self, backoff):
         return min(backoff * random.uniform(0.8, 1.2), self.max_backoff)
+
+
+class StepRetry(Retry):
+    """The reference answer in steps, so that each wrong answer below changes one of them."""
+
+    def intercept_unary_unary(self, continuation, details, request):
+        deadline = self.deadline(details)
+        backoff = self.initial_backoff
+        for attempt in range(1, self.max_attempts + 1):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            outcome = continuation(self.attempt_details(details, remaining), request)
+            if outcome.code() not in self.RETRYABLE or attempt == self.max_attempts:
+                return outcome
+            pause = random.uniform(0, backoff)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                return self.give_up(outcome)
+            self.sleep(pause)
+            backoff = self.grow(backoff)
+        return outcome
+
+    def deadline(self, details):
+        return None if details.timeout is None else time.monotonic() + details.timeout
+
+    def attempt_details(self, details, remaining):
+        return CallDetails(details.method, remaining, details.metadata, details.credentials,
+                           details.wait_for_ready, details.compression)
+
+    def give_up(self, outcome):
+        return outcome
+
+    def sleep(self, pause):
+        time.sleep(pause)
+
+    def grow(self, backoff):
+        return min(backoff * self.multiplier, self.max_backoff)
+
+
+class ReversedJitterRetry(grpc.UnaryUnaryClientInterceptor):
+    """A correct answer written differently: a while loop, details._replace, backoff * (1 - r)."""
+
+    def __init__(self, max_attempts=4, initial_backoff=0.05, multiplier=2.0, max_backoff=1.0):
+        self.max_attempts, self.backoff = max_attempts, initial_backoff
+        self.multiplier, self.max_backoff = multiplier, max_backoff
+
+    def intercept_unary_unary(self, continuation, details, request):
+        start, backoff, attempts = time.monotonic(), self.backoff, 0
+        fields = (details.method, details.timeout, details.metadata, details.credentials,
+                  details.wait_for_ready, details.compression)
+        while True:
+            attempts += 1
+            left = None if details.timeout is None else details.timeout - (time.monotonic() - start)
+            outcome = continuation(CallDetails(*fields)._replace(timeout=left), request)
+            if outcome.code() != grpc.StatusCode.UNAVAILABLE or attempts >= self.max_attempts:
+                return outcome
+            pause = backoff * (1 - random.random())
+            if left is not None and time.monotonic() - start + pause >= details.timeout:
+                return outcome
+            time.sleep(pause)
+            backoff = min(self.max_backoff, backoff * self.multiplier)
+
+
+class CrashesWithoutTimeout(StepRetry):
+    """Adds the caller's timeout to the clock even when there is none."""
+
+    def deadline(self, details):
+        return time.monotonic() + details.timeout
+
+
+class BareDetailsRetry(StepRetry):
+    """Sends each attempt with the method and the time left only."""
+
+    def attempt_details(self, details, remaining):
+        return CallDetails(details.method, remaining, None, None, None, None)
+
+
+class NoWaitForReadyRetry(StepRetry):
+    """Keeps the metadata and credentials, forgets wait_for_ready and compression."""
+
+    def attempt_details(self, details, remaining):
+        return CallDetails(details.method, remaining, details.metadata, details.credentials,
+                           None, None)
+
+
+class ReturnsNothingRetry(StepRetry):
+    """Stops before a pause past the deadline, but hands the caller nothing."""
+
+    def give_up(self, outcome):
+        return None
+
+
+class NoSleepRetry(StepRetry):
+    """Draws each pause, never sleeps it."""
+
+    def sleep(self, pause):
+        pass
+
+
+class ConstantBackoffRetry(StepRetry):
+    """Jittered pauses, but the backoff never grows."""
+
+    def grow(self, backoff):
+        return backoff
 
 
 # --- 8.5 a retry policy in the service config --------------------------------------
@@ -759,6 +929,10 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "was logged with 'None'"),
     WrongAnswer("8.1", "logs UNKNOWN for a stream the client cancelled", (UnknownOnCancelTiming,),
                 "so log CANCELLED"),
+    WrongAnswer("8.1", "swallows a response stream's exception", (SwallowingStreamTiming,),
+                "should reach the client as UNKNOWN"),
+    WrongAnswer("8.1", "logs a failed unary call twice", (TwiceOnFailureTiming,),
+                "log exactly once per call"),
     WrongAnswer("8.2", "seed 004's unary-unary abort handler for every method", (SeedAuth,),
                 "must be of the method's own kind"),
     WrongAnswer("8.2", "checks that a token is there, not that it is valid", (PresenceOnlyAuth,),
@@ -780,6 +954,10 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 (AppendingToTheCallersList,), "appended to the caller's list"),
     WrongAnswer("8.3", "a timeout of its own instead of the caller's", (FixedTimeoutMetadata,),
                 "keep the caller's timeout"),
+    WrongAnswer("8.3", "drops the caller's call credentials", (CredentialsDroppingMetadata,),
+                "arrived without the caller's call credentials"),
+    WrongAnswer("8.3", "drops the caller's wait_for_ready", (WaitForReadyDroppingMetadata,),
+                "pass the caller's wait_for_ready on"),
     WrongAnswer("8.4", "seed 004's retry: waits for an exception", (SeedRetry,),
                 "did not retry"),
     WrongAnswer("8.4", "ignores the deadline", (DeadlineBlindRetry,),
@@ -796,6 +974,17 @@ WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("8.4", "no jitter: sleeps the whole backoff", (NoJitterRetry,), "full jitter"),
     WrongAnswer("8.4", "backoff ± 20% instead of uniform(0, backoff)", (GrpcStyleJitterRetry,),
                 "full jitter"),
+    WrongAnswer("8.4", "crashes when the caller set no timeout", (CrashesWithoutTimeout,),
+                "without a timeout there is no deadline"),
+    WrongAnswer("8.4", "attempts without the caller's metadata and credentials",
+                (BareDetailsRetry,), "without the caller's metadata"),
+    WrongAnswer("8.4", "attempts without the caller's wait_for_ready", (NoWaitForReadyRetry,),
+                "pass the caller's wait_for_ready on"),
+    WrongAnswer("8.4", "returns None when it stops before the deadline", (ReturnsNothingRetry,),
+                "return the last outcome"),
+    WrongAnswer("8.4", "never sleeps its pauses", (NoSleepRetry,), "sleep each pause"),
+    WrongAnswer("8.4", "the backoff never grows", (ConstantBackoffRetry,),
+                "multiply the backoff after each one"),
     WrongAnswer("8.5", "retries every method of the service",
                 (service_config({"service": "routeguide.RouteGuide"}),), "Retry GetFeature only"),
     WrongAnswer("8.5", "maxAttempts too small for 4 failures",
@@ -857,6 +1046,8 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
     ("8.2", (StreamStreamAuth,)),
     ("8.3", (AddMetadata,)),
     ("8.4", (Retry,)),
+    ("8.4", (StepRetry,)),
+    ("8.4", (ReversedJitterRetry,)),
     ("8.5", (RETRY_CONFIG,)),
     ("8.5", (json.dumps(RETRY_CONFIG),)),
     ("8.5", (lambda: RETRY_CONFIG,)),

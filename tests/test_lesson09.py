@@ -571,6 +571,8 @@ class BindingTokenAuth(TokenAuth):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
+        if handler is None:
+            return None
         claims, problem = self.verify(handler_call_details.invocation_metadata or ())
         if problem:
             from helpers.reference.vault import refusal
@@ -628,6 +630,82 @@ class NoExpBound(BindingTokenAuth):
             return None, f"invalid token ({error})"
 
 
+class LocalTrustingBound(BindingTokenAuth):
+    """Takes peer_identities() for a certificate name whatever the transport."""
+
+    def same(self, subject, context):
+        identities = context.peer_identities()
+        return bool(identities) and identities[0].decode() == subject
+
+
+class CrashingMessageBound(BindingTokenAuth):
+    """Aborts with the right code but no message of its own: abort(code, None) raises."""
+
+    def same(self, subject, context):
+        if not super().same(subject, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, None)
+        return True
+
+
+class UnknownMethodCrashBound(BindingTokenAuth):
+    """Refuses before asking whether the method exists: handler None meets .request_streaming."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        claims, problem = self.verify(handler_call_details.invocation_metadata or ())
+        if problem:
+            from helpers.reference.vault import refusal
+            return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
+        return super().intercept_service(lambda details: handler, handler_call_details)
+
+
+class UnknownMethodCrashTokenAuth(TokenAuth):
+    """Refuses before asking whether the method exists: handler None meets .request_streaming."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        from helpers.reference.vault import refusal
+
+        handler = continuation(handler_call_details)
+        problem = self.problem(handler_call_details.invocation_metadata or ())
+        return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, problem) if problem else handler
+
+
+class ThreeKindsTokenAuth(TokenAuth):
+    """A refusal for the vault's three call types only: no bidirectional stream."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        problem = self.problem(handler_call_details.invocation_metadata or ())
+        if problem is None:
+            return handler
+
+        def refuse(request_or_iterator, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+
+        make = {(False, False): grpc.unary_unary_rpc_method_handler,
+                (False, True): grpc.unary_stream_rpc_method_handler,
+                (True, False): grpc.stream_unary_rpc_method_handler,
+                }[(handler.request_streaming, handler.response_streaming)]
+        return make(refuse, handler.request_deserializer, handler.response_serializer)
+
+
+class StreamStreamRefusalTokenAuth(TokenAuth):
+    """Correct too: one stream-stream refusal suits every method."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        problem = self.problem(handler_call_details.invocation_metadata or ())
+        if handler is None or problem is None:
+            return handler
+
+        def refuse(request_iterator, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
+
+
 WRONG_ANSWERS: list[WrongAnswer] = [
     WrongAnswer("9.6", "checks the token but never compares it with the certificate",
                 (TokenAuth,), says="alice's certificate with bob's valid token was let in"),
@@ -641,6 +719,16 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 (PermissionDeniedBound,), says="expected UNAUTHENTICATED"),
     WrongAnswer("9.6", "accepts a token without exp", (NoExpBound,),
                 says="her token without exp was let in"),
+    WrongAnswer("9.6", "takes local credentials' peer identity for a certificate name",
+                (LocalTrustingBound,), says="a valid token for 'local' over local credentials"),
+    WrongAnswer("9.6", "aborts with no message of its own", (CrashingMessageBound,),
+                says="gRPC's report of a crash"),
+    WrongAnswer("9.6", "refuses an unknown method by crashing", (UnknownMethodCrashBound,),
+                says="calling a method the server does not have"),
+    WrongAnswer("9.5", "refuses an unknown method by crashing", (UnknownMethodCrashTokenAuth,),
+                says="calling a method the server does not have"),
+    WrongAnswer("9.5", "a refusal for three call types, none for bidirectional streams",
+                (ThreeKindsTokenAuth,), says="RouteChat (bidirectional streaming)"),
     WrongAnswer("9.1", "client sets grpc.ssl_target_name_override to the certificate's name",
                 (tls_server, channel_overriding_the_name), says="ssl_target_name_override"),
     WrongAnswer("9.2", "client sets grpc.ssl_target_name_override",
@@ -726,6 +814,10 @@ def test_wrong_answers_are_rejected(wrong: WrongAnswer, capsys) -> None:
 @pytest.mark.parametrize("answer", [BindingTokenAuth, BoundViaAuthContext], ids=str)
 def test_other_correct_bindings_pass(answer, capsys) -> None:
     passes(capsys, "9.6", answer)
+
+
+def test_a_stream_stream_refusal_for_every_method_passes(capsys) -> None:
+    passes(capsys, "9.5", StreamStreamRefusalTokenAuth)
 
 
 @pytest.mark.parametrize("exercise_id", ["9.1", "9.2", "9.3", "9.4", "9.5", "9.6"])

@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 import grpc
 
 from helpers.checks.core import (
-    Mismatch, concurrently, describe_rpc_error, exercise, expect, expect_equal, expect_error_status,
-    within,
+    Mismatch, concurrently, describe_rpc_error, down_target, exercise, expect, expect_equal,
+    expect_error_status,
 )
 from helpers.checks.lesson07 import run_in_fresh_loop
 from helpers.reference.routeguide import (
@@ -136,7 +136,8 @@ def _not_solved_yet(attempt: Callable[[], Any]) -> None:
 
 # --- 8.1 a latency interceptor ----------------------------------------------------
 
-CRASH_POINT = pb2.Point(latitude=1, longitude=1)  # the check's GetFeature raises ValueError here
+CRASH_POINT = pb2.Point(latitude=1, longitude=1)  # the check's GetFeature raises ValueError here,
+CRASH_RECTANGLE = pb2.Rectangle(lo=pb2.Point(latitude=1), hi=pb2.Point(latitude=2))  # ...and here
 EVERYWHERE = pb2.Rectangle(lo=pb2.Point(latitude=-900_000_000, longitude=-1_800_000_000),
                            hi=pb2.Point(latitude=900_000_000, longitude=1_800_000_000))
 
@@ -151,6 +152,9 @@ class SlowGuide(Recorder):
         return super().GetFeature(request, context)
 
     def ListFeatures(self, request, context):
+        if request == CRASH_RECTANGLE:
+            yield FEATURES[0]
+            raise ValueError("a bug in the handler, after its first reply")
         for feature in super().ListFeatures(request, context):
             time.sleep(0.05)
             yield feature
@@ -267,6 +271,15 @@ def latency_interceptor(interceptor: Any) -> str:
         next(stream)
         stream.cancel()
         cancel_log = _entries_for(log, lock, start, "ListFeatures")
+        with lock:
+            start = len(log)
+        broken = _outcome(lambda: list(stub.ListFeatures(CRASH_RECTANGLE, timeout=TIMEOUT)))
+        expect(broken is not None and broken.code() == grpc.StatusCode.UNKNOWN,
+               "a ListFeatures whose handler raised ValueError after its first reply should "
+               f"reach the client as UNKNOWN (got {broken and describe_rpc_error(broken)}): "
+               "log, then let the exception go on out of your generator")
+        broken_log = _entries_for(log, lock, start, "ListFeatures")
+        time.sleep(0.2)  # time for a second entry, if there is one
     with lock:
         entries = list(log)
     expected = {  # method: (requests, replies)
@@ -295,10 +308,20 @@ def latency_interceptor(interceptor: Any) -> str:
     expect(cancel_log, "a ListFeatures that the client cancelled after its first reply was never "
            "logged: when the client goes away, gRPC closes your generator (GeneratorExit at its "
            "`yield`), so only logging that runs on every way out is reached")
+    expect(broken_log and broken_log[0][1] == "UNKNOWN",
+           "a ListFeatures whose handler raised ValueError after its first reply was logged "
+           f"with {broken_log[0][1] if broken_log else 'nothing'}: log UNKNOWN for a crash")
     expect(cancel_log[0][1] == "CANCELLED",
            f"a ListFeatures that the client cancelled was logged with {cancel_log[0][1]!r}: "
            "the client cancelled, so log CANCELLED (context.is_active() is False once the "
            "client has gone)")
+    calls = {"GetFeature": 3, "ListFeatures": 3, "RecordRoute": 1, "RouteChat": 1}
+    for name, count in calls.items():
+        logged = [entry[1] for entry in entries if entry[0] == f"/routeguide.RouteGuide/{name}"]
+        expect(len(logged) == count,
+               f"{count} {name} calls ({KIND[name]}) were logged {len(logged)} times, with "
+               f"{', '.join(logged)}: log exactly once per call, however it ends (does your "
+               "code carry on after logging a failure, instead of re-raising?)")
     echo = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, EchoGuide(),
                  name="check-8.1-echo", interceptors=[_build(interceptor, record)])
     with echo, grpc.insecure_channel(echo.target) as channel:
@@ -313,8 +336,9 @@ def latency_interceptor(interceptor: Any) -> str:
            "ahead of the handler (list(...)?), so the handler waits for a stream the client "
            "has not finished. Count requests as the handler takes them")
     return ("all four call types logged with their status, request and reply counts and a "
-            "duration that covers the whole call; an abort logged INVALID_ARGUMENT, a crash "
-            "UNKNOWN, a stream the client cancelled CANCELLED; a ping-pong chat flowed")
+            "duration that covers the whole call, once per call; an abort logged "
+            "INVALID_ARGUMENT, a crash UNKNOWN (unary and mid-stream, and the client got UNKNOWN "
+            "too), a stream the client cancelled CANCELLED; a ping-pong chat flowed")
 
 
 # --- 8.2 token auth for every call type -------------------------------------------
@@ -435,9 +459,11 @@ def metadata_interceptor(interceptor: Any) -> str:
     expect(len(set(request_ids)) == len(request_ids),
            f"{len(request_ids)} calls carried only {len(set(request_ids))} different request "
            "ids: make a new id for each call, not one in __init__")
+    _caller_options_kept(_build(interceptor, token))
     return ("on all four call types the server received the token and a fresh request id per "
             "call, with the caller's own metadata and deadline kept (a list, a tuple or none), "
-            "and the caller's list left unchanged")
+            "and the caller's list left unchanged; call credentials, wait_for_ready and "
+            "compression went through")
 
 
 # --- 8.4 a retry interceptor with a deadline budget --------------------------------
@@ -451,11 +477,13 @@ class FlakyGuide(ReferenceGuide):
         self.fails, self.work, self.code = fails, work, code
         self.lock = threading.Lock()
         self.attempts: list[tuple[float, float | None]] = []  # (arrival, time_remaining)
+        self.metadata: list[dict[str, str]] = []  # the metadata of each attempt
         self.record_route_attempts = 0
 
     def GetFeature(self, request, context):
         with self.lock:
             self.attempts.append((time.monotonic(), context.time_remaining()))
+            self.metadata.append(dict(context.invocation_metadata()))
             number = len(self.attempts)
         if self.work:
             time.sleep(self.work)
@@ -470,11 +498,17 @@ class FlakyGuide(ReferenceGuide):
         context.abort(grpc.StatusCode.UNAVAILABLE, "connection lost before the reply")  # ...but
 
 
-def _retry_stub(interceptor: Any, guide: FlakyGuide, name: str, run: Callable[[Any], Any]) -> Any:
+def _retry_stub(interceptor: Any, guide: FlakyGuide, name: str, run: Callable[[Any], Any],
+                seed: int | None = None) -> Any:
+    """Serve `guide`, call run(stub) through `interceptor`; with `seed`, the random module's
+    draws during the call are known (seeded once the server and channel are up)."""
     server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide, name=name)
     with server, grpc.insecure_channel(server.target) as plain:
         stub = routeguide_pb2_grpc.RouteGuideStub(grpc.intercept_channel(plain, interceptor))
-        return run(stub)
+        if seed is None:
+            return run(stub)
+        with _seeded_random(seed):
+            return run(stub)
 
 
 @contextlib.contextmanager
@@ -486,6 +520,61 @@ def _seeded_random(seed: int) -> Iterator[None]:
         yield
     finally:
         random.setstate(state)
+
+
+# random.seed(126) draws 0.57, 0.58, 0.46, 0.65: each pause is 35% to 65% of its backoff,
+# whether it is drawn as uniform(0, backoff) or uniform(backoff, 0).
+MIDDLE_DRAWS = 126
+
+
+def _caller_options_kept(interceptor: Any, fails: int = 0) -> None:
+    """Metadata, call credentials, wait_for_ready and compression go out with every attempt.
+
+    GetFeature through `interceptor` fails `fails` times before it works (a retry sends it
+    `fails + 1` times); then two calls to a target where nothing listens tell whether
+    wait_for_ready reached grpcio (it waits for the deadline) or not (UNAVAILABLE at once).
+    """
+    guide = FlakyGuide(fails=fails)
+    server = serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide,
+                   name="check-8-options", credentials=grpc.local_server_credentials())
+    caller_id = secrets.token_hex(4)
+    call_credentials = grpc.metadata_call_credentials(
+        lambda context, callback: callback((("x-from-credentials", caller_id),), None))
+    with server, grpc.secure_channel(server.target, grpc.local_channel_credentials()) as secure:
+        stub = routeguide_pb2_grpc.RouteGuideStub(grpc.intercept_channel(secure, interceptor))
+        try:
+            stub.GetFeature(POINTS[0], timeout=TIMEOUT, metadata=[("x-caller-id", caller_id)],
+                            credentials=call_credentials, wait_for_ready=True,
+                            compression=grpc.Compression.Gzip)
+        except grpc.RpcError as error:
+            raise Mismatch(f"a GetFeature with metadata, call credentials, wait_for_ready and "
+                           f"compression failed with {describe_rpc_error(error)}") from None
+        except Exception as error:  # noqa: BLE001 - grpcio refused the details built
+            raise Mismatch(f"a GetFeature with metadata, call credentials, wait_for_ready and "
+                           f"compression raised {type(error).__name__}: {error}: build new "
+                           "details from the caller's, field by field, in CallDetails' "
+                           "order") from None
+    for number, metadata in enumerate(guide.metadata, 1):
+        for key, what in [("x-caller-id", "the caller's metadata"),
+                          ("x-from-credentials", "the caller's call credentials")]:
+            expect(metadata.get(key) == caller_id,
+                   f"{f'attempt {number}' if fails else 'the call'} arrived without {what} "
+                   f"({key} missing): the call must go out as the caller sent it, changed "
+                   "only where the exercise says")
+    with grpc.insecure_channel(down_target()) as channel:
+        stub = routeguide_pb2_grpc.RouteGuideStub(grpc.intercept_channel(channel, interceptor))
+        waited = _outcome(lambda: stub.GetFeature(POINTS[0], timeout=0.5, wait_for_ready=True))
+        expect(waited is not None and waited.code() == grpc.StatusCode.DEADLINE_EXCEEDED,
+               "a GetFeature with wait_for_ready=True to a server that is not up yet ended with "
+               f"{waited and describe_rpc_error(waited)}, without waiting for it until its "
+               "deadline: pass the caller's wait_for_ready on")
+        failed = _outcome(lambda: stub.GetFeature(POINTS[0], timeout=1.0,
+                                                  compression=grpc.Compression.Gzip))
+        expect(failed is not None and failed.code() == grpc.StatusCode.UNAVAILABLE,
+               "a GetFeature with compression=Gzip and no wait_for_ready to a server that is "
+               f"down ended with {failed and describe_rpc_error(failed)} instead of failing "
+               "at once with UNAVAILABLE: pass the caller's wait_for_ready and compression on, "
+               "each in its own place")
 
 
 NOT_RETRYABLE = [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
@@ -511,6 +600,13 @@ def retry_interceptor(retry_class: Any) -> str:
 
     def get_feature(point: Any = POINTS[0], timeout: float = TIMEOUT) -> Callable[[Any], Any]:
         return lambda stub: _outcome(lambda: stub.GetFeature(point, timeout=timeout))
+
+    def timed(run: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, float]]:
+        """run(stub), and how long it took (the call alone, not the server's start)."""
+        def timed_run(stub: Any) -> tuple[Any, float]:
+            start = time.monotonic()
+            return run(stub), time.monotonic() - start
+        return timed_run
 
     figures = []
     for fails in (2, 3):
@@ -546,49 +642,104 @@ def retry_interceptor(retry_class: Any) -> str:
         expect(error is not None and error.code() == code,
                f"a GetFeature that failed with {code.name} ended with "
                f"{error and describe_rpc_error(error)}: return the outcome as it is")
-    # The budget: each attempt takes 0.15 s on the server and fails; the caller allows 0.6 s.
-    budget = 0.6
-    guide = FlakyGuide(fails=100, work=0.15)
-    slow = retry_class(max_attempts=5, initial_backoff=1.0, multiplier=2.0, max_backoff=1.0)
-    start = time.monotonic()
-    with _seeded_random(93):  # the first draw of random() is 0.91: a pause past the deadline
-        error = _retry_stub(slow, guide, "check-8.4", get_feature(timeout=budget))
-    took = time.monotonic() - start
+    # The budget: each attempt takes 0.25 s on the server and fails; the caller allows 0.8 s.
+    budget = 0.8
+    guide = FlakyGuide(fails=100, work=0.25)
+    steps = retry_class(max_attempts=5, initial_backoff=0.1, multiplier=1.0, max_backoff=0.1)
+    error, took = _retry_stub(steps, guide, "check-8.4", timed(get_feature(timeout=budget)),
+                              MIDDLE_DRAWS)
     expect(error is not None, "a GetFeature that always fails succeeded?")
+    expect(len(guide.attempts) > 1, f"with timeout={budget}, attempts of 0.25 s and pauses of "
+           f"at most 0.1 s, the server counted {len(guide.attempts)} attempt: retry while "
+           "there is time left")
     first_arrival = guide.attempts[0][0]
     for number, (arrival, remaining) in enumerate(guide.attempts, 1):
         expect(remaining is not None and remaining < 3600,
                f"attempt {number} carried no deadline at all")
         left = budget - (arrival - first_arrival)
-        expect(remaining <= left + 0.15,
+        expect(remaining <= left + 0.1,
                f"attempt {number} arrived {arrival - first_arrival:.2f} s after the first with a "
                f"deadline {remaining:.2f} s away, more than the {max(left, 0):.2f} s left of "
                f"the caller's {budget} s: your retry ignores the deadline (each attempt must "
                "get only the time remaining)")
     expect(took < budget + 0.3, f"the call took {took:.2f} s with timeout={budget}: your retry "
            "slept past the deadline; stop when the next pause would end after it")
+    # A pause past the deadline: the 1st attempt uses 0.5 s of 1 s; the pause drawn is 1.4 s
+    # or more (a backoff of 4 s): the call must end at once with that attempt's UNAVAILABLE.
+    guide = FlakyGuide(fails=100, work=0.5)
+    slow = retry_class(max_attempts=5, initial_backoff=4.0, multiplier=2.0, max_backoff=4.0)
+    try:
+        error, took = _retry_stub(slow, guide, "check-8.4", timed(get_feature(timeout=1.0)),
+                                  MIDDLE_DRAWS)
+    except Exception as crash:  # noqa: BLE001 - e.g. None handed back to grpcio
+        raise Mismatch(f"when the next pause would end after the deadline, the call raised "
+                       f"{type(crash).__name__}: {crash}: return the last outcome, the object "
+                       "continuation returned") from None
+    expect(error is not None, "a GetFeature that always fails succeeded?")
+    expect(error.code() == grpc.StatusCode.UNAVAILABLE and len(guide.attempts) == 1
+           and took < 1.1,
+           f"with timeout=1, a first attempt of 0.5 s and a pause of 1.4 s or more to come, the "
+           f"call ended with {describe_rpc_error(error)} after {len(guide.attempts)} attempts "
+           f"and {took:.2f} s: your retry slept past the deadline; when the next pause would "
+           "end after it, return the last outcome (UNAVAILABLE) at once")
     # The cap: with a multiplier of 10, the 3rd pause would reach 5 s without max_backoff.
+    # (A deadline, not a thread that waits: a thread left running would draw from `random`.)
     capped = retry_class(max_attempts=4, initial_backoff=0.05, multiplier=10.0, max_backoff=0.1)
     guide = FlakyGuide(fails=100)
-    with _seeded_random(80):
-        within(2.5, lambda: _retry_stub(capped, guide, "check-8.4-cap", get_feature(timeout=30)),
-               "with initial_backoff=0.05, multiplier=10 and max_backoff=0.1, 4 attempts should "
-               "end in well under a second: the backoff must never grow past max_backoff")
+    _retry_stub(capped, guide, "check-8.4-cap", get_feature(timeout=2.5), 80)
+    expect(len(guide.attempts) == 4,
+           f"with initial_backoff=0.05, multiplier=10, max_backoff=0.1 and a 2.5 s timeout, "
+           f"the server counted {len(guide.attempts)} attempts, not 4 (pauses of 0.1 s at "
+           "most): the backoff must never grow past max_backoff")
     # The jitter: a fixed backoff of 0.2 s; the draws of random() are 0.27, 0.54, 0.71, 0.96.
     steady = retry_class(max_attempts=5, initial_backoff=0.2, multiplier=1.0, max_backoff=0.2)
     guide = FlakyGuide(fails=100)
-    with _seeded_random(80):
-        _retry_stub(steady, guide, "check-8.4-jitter", get_feature(timeout=30))
+    _retry_stub(steady, guide, "check-8.4-jitter", get_feature(timeout=30), 80)
     arrivals = [arrival for arrival, _ in guide.attempts]
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
     expect(len(gaps) == 4, f"the server counted {len(arrivals)} attempts with max_attempts=5")
     expect(min(gaps) < 0.15, "with a backoff of 0.2 s, your pauses between attempts were "
            f"{', '.join(f'{gap:.2f}' for gap in gaps)} s: draw each pause at random between 0 "
            "and the backoff (full jitter), so that clients that failed together spread out")
+    # The pauses, one by one: backoffs 0.05, 0.2, 0.8 and 0.8 (x4, capped); with the seeded
+    # draws each pause is 35% to 65% of its backoff. A gap on the server is a pause plus one
+    # call: never shorter than the pause.
+    growing = retry_class(max_attempts=5, initial_backoff=0.05, multiplier=4.0, max_backoff=0.8)
+    guide = FlakyGuide(fails=100)
+    _retry_stub(growing, guide, "check-8.4-pauses", get_feature(timeout=30), MIDDLE_DRAWS)
+    arrivals = [arrival for arrival, _ in guide.attempts]
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    expect(len(gaps) == 4, f"the server counted {len(arrivals)} attempts with max_attempts=5")
+    shown = ", ".join(f"{gap:.2f}" for gap in gaps)
+    for number, (gap, backoff) in enumerate(zip(gaps, [0.05, 0.2, 0.8, 0.8]), 1):
+        expect(gap <= backoff + 0.25,
+               f"with initial_backoff=0.05, multiplier=4 and max_backoff=0.8, the pauses between "
+               f"attempts were {shown} s: pause {number} lasted longer than its backoff of "
+               f"{backoff} s. Draw each pause between 0 and the current backoff")
+    expect(sum(gaps) >= 0.5 and gaps[2] + gaps[3] >= 0.45,
+           f"with initial_backoff=0.05, multiplier=4 and max_backoff=0.8, the pauses between "
+           f"attempts were {shown} s, for backoffs of 0.05, 0.2, 0.8 and 0.8 s and draws of "
+           "random() of 0.57, 0.58, 0.46 and 0.65: sleep each pause, drawn with the random "
+           "module, and multiply the backoff after each one")
+    # No timeout: no deadline, and the retries as usual.
+    guide = FlakyGuide(fails=2)
+    try:
+        reply = _retry_stub(make(), guide, "check-8.4", get_feature(timeout=None))
+    except Exception as error:  # noqa: BLE001 - the interceptor crashed on timeout=None
+        raise Mismatch(f"a GetFeature without a timeout raised {type(error).__name__}: {error}: "
+                       "without a timeout there is no deadline (details.timeout is None), and "
+                       "the retries go on as usual") from None
+    expect(reply is None and len(guide.attempts) == 3,
+           f"a GetFeature without a timeout, failing twice then working, ended with "
+           f"{reply and describe_rpc_error(reply)} after {len(guide.attempts)} attempts "
+           "(expected success on the 3rd)")
+    _caller_options_kept(make(), fails=2)
     return (f"attempts counted on the server: {figures[0]} and {figures[1]} when the first 2 and "
             f"3 fail, 5 at most, 1 for INVALID_ARGUMENT, INTERNAL, UNKNOWN, DEADLINE_EXCEEDED "
             f"and RESOURCE_EXHAUSTED; with a {budget} s timeout every attempt got only the time "
-            "left and the call ended on time; the pauses were jittered and stayed under the cap")
+            "left and no pause went past the deadline; the pauses were jittered, grew and stayed "
+            "under the cap; every attempt carried the caller's metadata, credentials and "
+            "wait_for_ready")
 
 
 # --- 8.5 gRPC's own retry policy ---------------------------------------------------

@@ -18,6 +18,9 @@ import jwt
 from helpers import tls
 from helpers.checks.core import Mismatch, describe_rpc_error, exercise, expect, expect_equal
 from helpers.reference.vault import TokenAuth, Tokens, Vault, vault_pb2, vault_pb2_grpc
+from helpers.reference.routeguide import (
+    RouteGuide, make_features, routeguide_pb2, routeguide_pb2_grpc,
+)
 from helpers.servers import serve
 
 LESSON = "09_tls_auth"
@@ -205,6 +208,30 @@ def _expect_code(channel: grpc.Channel, expected: grpc.StatusCode, who: str,
             raise Mismatch(f"{who} got {describe_rpc_error(error)} on {KIND[method]}, "
                            f"expected {expected.name}" + (f": {advice}" if advice else ""))
         expect(bool(error.details()), f"{who} got {expected.name} but no message (details)")
+        expect(not error.details().startswith(CRASHED),
+               f"{who} got {expected.name} on {KIND[method]}, but with gRPC's report of a crash "
+               f"as its message ({error.details()}): your code raised after choosing the code. "
+               "Abort with a message of your own saying what was wrong")
+
+
+CRASHED = "Exception calling application: "  # how grpcio reports a handler that raised
+
+
+def _expect_no_such_method(channel: grpc.Channel, who: str,
+                           metadata: Metadata | None = None) -> None:
+    """A method the server does not have: UNIMPLEMENTED (or UNAUTHENTICATED), not a crash."""
+    missing = channel.unary_unary("/vault.Vault/NoSuchMethod")  # raw bytes both ways
+    try:
+        missing(b"", timeout=5, metadata=metadata)
+    except grpc.RpcError as error:
+        if error.code() in (grpc.StatusCode.UNIMPLEMENTED, UNAUTHENTICATED):
+            return
+        raise Mismatch(f"{who}, calling a method the server does not have, got "
+                       f"{describe_rpc_error(error)}, expected UNIMPLEMENTED (or "
+                       "UNAUTHENTICATED): when continuation finds no handler (None), there is "
+                       "nothing to wrap or refuse; return None and gRPC answers UNIMPLEMENTED"
+                       ) from None
+    raise Mismatch(f"{who}, calling a method the server does not have, got an answer?")
 
 
 @exercise(
@@ -400,9 +427,42 @@ def token_interceptor(interceptor_class: type) -> str:
                              "(PERMISSION_DENIED is for a known caller who is not allowed)")
                 expect_equal(dict(vault.calls), reached,
                              f"calls that reached the handlers after calls with {what}")
+            _expect_no_such_method(channel, "a call with no token")
+            _expect_no_such_method(channel, "a call with a valid token", good)
+    _expect_bidi_refused(interceptor_class(tokens.key), tokens)
     return (f"valid tokens got through on all three methods; {len(cases)} kinds of bad token "
             "(forged, expired, no exp, no sub, another issuer...) got UNAUTHENTICATED on unary, "
-            "server-streaming and empty client-streaming calls before any handler ran")
+            "server-streaming and empty client-streaming calls before any handler ran, and on "
+            "the route guide's bidirectional RouteChat; an unknown method stayed UNIMPLEMENTED")
+
+
+def _expect_bidi_refused(interceptor: Any, tokens: Tokens) -> None:
+    """The interceptor in front of lesson 06's route guide: its RouteChat is a bidi stream."""
+    guide = RouteGuide(make_features())
+    notes = [routeguide_pb2.RouteNote(location=routeguide_pb2.Point(latitude=1), message="hi")]
+    with serve(routeguide_pb2_grpc.add_RouteGuideServicer_to_server, guide, name="check95-guide",
+               interceptors=[interceptor], credentials=grpc.local_server_credentials()) as server:
+        with grpc.secure_channel(server.target, grpc.local_channel_credentials()) as channel:
+            stub = routeguide_pb2_grpc.RouteGuideStub(channel)
+            good = [("authorization", f"Bearer {tokens.issue('alice')}")]
+            try:
+                list(stub.RouteChat(iter(notes), timeout=5, metadata=good))
+            except grpc.RpcError as error:
+                raise Mismatch("RouteChat (bidirectional streaming) on the route guide, with a "
+                               f"valid token, failed with {describe_rpc_error(error)}") from None
+            for what, metadata in [("no token", []),
+                                   ("an expired token", [("authorization", "Bearer "
+                                                          + tokens.issue("alice", ttl=-30))])]:
+                try:
+                    list(stub.RouteChat(iter([]), timeout=5, metadata=metadata))
+                except grpc.RpcError as error:
+                    expect(error.code() == UNAUTHENTICATED and not error.details().startswith(
+                        CRASHED), f"RouteChat (bidirectional streaming) on the route guide, "
+                        f"with {what}, got {describe_rpc_error(error)}, expected "
+                        "UNAUTHENTICATED: the refusal must suit all four call types")
+                else:
+                    raise Mismatch(f"RouteChat (bidirectional streaming) on the route guide, "
+                                   f"with {what}, was let in, expected UNAUTHENTICATED")
 
 
 # --- 9.6 challenge: a token bound to the client certificate --------------------------
@@ -469,6 +529,8 @@ def bound_token(interceptor_class: type) -> str:
                          "token, on a vault that allows only alice", bearer("bob"),
                          advice="a caller whose token matches the certificate must reach the "
                          "vault, which answers PERMISSION_DENIED itself")
+        with _tls_client(target, pki, pki.alice) as channel:
+            _expect_no_such_method(channel, "alice with her certificate and no token")
     server_only = grpc.ssl_server_credentials([(pki.server.key_pem, pki.server.cert_pem)])
     with serve(ADD, Vault(), name="check96-tls", credentials=server_only,
                interceptors=[interceptor_class(tokens.key)]) as server:
@@ -476,7 +538,19 @@ def bound_token(interceptor_class: type) -> str:
             _expect_code(channel, UNAUTHENTICATED, "alice's valid token with no client "
                          "certificate (a server that asks for none)", bearer("alice"),
                          advice="without a certificate there is nothing to bind the token to")
-    return (f"alice got in with her own token on all three methods; {len(refused) + 1} "
+    local = Vault()
+    with serve(ADD, local, name="check96-local", credentials=grpc.local_server_credentials(),
+               interceptors=[interceptor_class(tokens.key)]) as server:
+        with grpc.secure_channel(server.target, grpc.local_channel_credentials()) as channel:
+            _expect_code(channel, UNAUTHENTICATED, "a valid token for 'local' over local "
+                         "credentials (no certificate; the peer identity is the transport's "
+                         "name, b'local')", bearer("local"),
+                         advice="peer_identities() names a caller only over TLS with a client "
+                         "certificate: under local credentials it is [b'local']")
+        expect_equal(sum(local.calls.values()), 0,
+                     "calls that reached the handlers over local credentials")
+    return (f"alice got in with her own token on all three methods; {len(refused) + 2} "
             "mismatched or bad combinations (a stolen token, a borrowed one, 'ali', no "
-            "certificate...) got UNAUTHENTICATED before any handler ran; bob with his own "
-            "token reached the vault's PERMISSION_DENIED")
+            "certificate, local credentials...) got UNAUTHENTICATED before any handler ran; "
+            "bob with his own token reached the vault's PERMISSION_DENIED; an unknown method "
+            "stayed UNIMPLEMENTED")
