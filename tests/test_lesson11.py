@@ -367,6 +367,28 @@ def options_with_one_id_for_all(request: Request, response: Response) -> dict:
     return {"metadata": (("x-request-id", request_id),), "timeout": timeout}
 
 
+async def handler_without_detail_for_499(request, error):
+    status, body = problem_document(error)
+    if status >= 499:  # "4xx" read as "up to 498"
+        body.pop("detail", None)
+    return JSONResponse(body, status_code=status, media_type=gateway.PROBLEM_JSON)
+
+
+def create_with_timeout_0(app: FastAPI) -> None:
+    @app.post("/users", status_code=201)
+    async def create_user(new: NewUser, response: Response, stub=Depends(user_stub)):
+        user = await stub.CreateUser(
+            users_pb2.CreateUserRequest(name=new.name, email=new.email), timeout=0)
+        response.headers["Location"] = f"/users/{user.id}"
+        return to_json(user)
+
+
+def options_in_tenths(request: Request, response: Response) -> dict:
+    options = call_options(request, response)
+    options["timeout"] = round(options["timeout"], 1)  # 1999 ms becomes 2.0 s
+    return options
+
+
 # --- 11.5: a partial update -----------------------------------------------------------
 
 from typing import Annotated  # noqa: E402
@@ -431,6 +453,15 @@ def fixed_options(request: Request, response: Response) -> dict:
 
 
 WRONG_ANSWERS: list[WrongAnswer] = [
+    WrongAnswer("11.5", "exclusive id bounds: int64's two ends refused",
+                (patch_route(id_type=Annotated[int, Path(gt=-(2**63), lt=2**63 - 1)]),),
+                "PATCH /users/-9223372036854775808 answered 422 without calling UpdateUser"),
+    WrongAnswer("11.2", "no detail for 499", (handler_without_detail_for_499,),
+                "499 is below 500"),
+    WrongAnswer("11.3", "timeout=0 on CreateUser", (create_with_timeout_0,),
+                "CreateUser ran out of time"),
+    WrongAnswer("11.4", "the budget rounded to tenths of a second", (options_in_tenths,),
+                "the call got timeout=2.0, expected exactly 1.999"),
     WrongAnswer("11.5", "unknown fields ignored (no extra='forbid')", (patch_route(LaxPatch),),
                 "refuse unknown fields"),
     WrongAnswer("11.5", "a plain int id: 2**63 crashes protobuf", (patch_route(id_type=int),),

@@ -660,6 +660,13 @@ def swallows_the_error(stub, a, b):
         return 0
 
 
+def six_seconds(stub, a, b):
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return stub.Add(calculator_pb2.AddRequest(a=a, b=b), metadata=list(carrier.items()),
+                    timeout=6).result
+
+
 def no_deadline(stub, a, b):
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
@@ -780,6 +787,8 @@ WRONG_ANSWERS: list[WrongAnswer] = [
                 "let the failed call's error reach the caller"),
     WrongAnswer("12.4", "no deadline on the backend call", (no_deadline,),
                 "give every call a deadline"),
+    WrongAnswer("12.4", "a deadline of 6 s, one more than the statement's 5", (six_seconds,),
+                "the call must give up within 5 s"),
     WrongAnswer("12.5", "no drain pause", (no_drain,), "pause for `drain` seconds"),
     WrongAnswer("12.5", "flushes before stopping", (flushes_before_stopping,),
                 "it ended after the flush"),

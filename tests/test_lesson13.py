@@ -355,6 +355,24 @@ def plain_exception_fake(client):
     assert client(stub, 2, 3) == 5
 
 
+def retried_result_unchecked(client):
+    """Counts the calls of the retry that ends well, but never looks at what came back."""
+    fake, server = scripted([UNAVAILABLE, UNAVAILABLE])
+    with server, grpc.insecure_channel(server.target) as channel:
+        client(pb2_grpc.CalculatorStub(channel), 2, 3)
+        assert fake.calls == 3
+    fake, server = scripted([UNAVAILABLE] * 3)
+    with server, grpc.insecure_channel(server.target) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            client(pb2_grpc.CalculatorStub(channel), 2, 3)
+        assert caught.value.code() == UNAVAILABLE and fake.calls == 3
+    fake, server = scripted([INVALID_ARGUMENT])
+    with server, grpc.insecure_channel(server.target) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            client(pb2_grpc.CalculatorStub(channel), 2, 3)
+        assert caught.value.code() == INVALID_ARGUMENT and fake.calls == 1
+
+
 # ---- 13.4 ------------------------------------------------------------------------------------
 
 class StuckCalculator(pb2_grpc.CalculatorServicer):
@@ -461,6 +479,26 @@ def slow_deadline(client):
     assert with_stub(stuck, lambda stub: client(stub, 2, 3, 2.8)) is None
     assert 2.7 < stuck.deadlines[0] <= 2.9
     assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 5.0)) == 5
+    with pytest.raises(grpc.RpcError):
+        with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
+
+
+def answered_is_not_none(client):
+    """Asks only that the answered call is not None: any reply will do."""
+    assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 5.0)) is not None
+    stuck = StuckCalculator()
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
+    assert stuck.deadlines and stuck.deadlines[0] <= 0.06
+    with pytest.raises(grpc.RpcError):
+        with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
+
+
+def no_deadline_to_spare(client):
+    """A deadline of 0 for the call that must be answered: fine while the server is quick."""
+    assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 0)) == 5
+    stuck = StuckCalculator()
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
+    assert stuck.deadlines and stuck.deadlines[0] <= 0.06
     with pytest.raises(grpc.RpcError):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
 
@@ -640,6 +678,12 @@ WRONG_ANSWERS = [
                 (sleepy_prompt_case,), says="on a slow machine"),
     WrongAnswer("13.4", "a deadline of seconds for the stuck server", (slow_deadline,),
                 says="wait on events, not sleeps, and make the stuck server's deadline tens of"),
+    WrongAnswer("13.3", "never looks at the result of the retry that ends well",
+                (retried_result_unchecked,), says="forgets `return`"),
+    WrongAnswer("13.4", "only asks that the answered call is not None", (answered_is_not_none,),
+                says="returns the reply message instead of its result"),
+    WrongAnswer("13.4", "a deadline of 0 for the call that must be answered",
+                (no_deadline_to_spare,), says="every reply left the server 0.2 s late"),
     WrongAnswer("13.4", "no error case", (no_error_case,),
                 says="answers None for every error"),
     WrongAnswer("13.4", "a fake that waits forever", (unbounded_wait,),

@@ -177,16 +177,19 @@ def expect_status(rpc: Callable, request: Any, expected: grpc.StatusCode, what: 
 
 
 @contextmanager
-def stuck_server(max_wait: float = 30.0) -> Iterator[str]:
+def stuck_server(max_wait: float = 30.0, deadlines: list | None = None) -> Iterator[str]:
     """Yield the target of a gRPC server that accepts every call and never answers.
 
     Any method of any service is accepted and then left waiting (until the `with` ends,
     or `max_wait` seconds). A call without a deadline would wait with it: run the
-    learner's code through `within(...)` and expect DEADLINE_EXCEEDED.
+    learner's code through `within(...)` and expect DEADLINE_EXCEEDED. Each call's
+    `time_remaining()` (None: no deadline) is appended to `deadlines` if given.
     """
     release = threading.Event()
 
     def hang(request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        if deadlines is not None:
+            deadlines.append(context.time_remaining())
         release.wait(max_wait)
         context.abort(grpc.StatusCode.UNAVAILABLE, "the stuck server was released")
         yield b""  # never reached: makes this a generator, as a stream handler must be

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -198,6 +199,9 @@ def problem_bodies(handler: Callable) -> str:
                 elif status == 499:
                     expect_equal(body.get("title"), "Client Closed Request",
                                  f"{what}: the title of 499")
+                    expect_equal(body.get("detail"), "the caller went away",
+                                 f"{what}: \"detail\" (499 is below 500: the server's "
+                                 "message, word for word)")
                 if status == 400:
                     params = body.get("invalid-params")
                     expect(isinstance(params, list) and params,
@@ -219,6 +223,17 @@ def problem_bodies(handler: Callable) -> str:
 
 # --- 11.3 ---------------------------------------------------------------------------
 
+CREATE_TAKES = 0.3  # seconds: a deadline of 0 (or a few milliseconds) cannot be met
+
+
+class SlowCreateUserService(WatchedUserService):
+    """CreateUser takes CREATE_TAKES seconds, as a real database's insert may."""
+
+    def CreateUser(self, request, context):
+        time.sleep(CREATE_TAKES)
+        return super().CreateUser(request, context)
+
+
 @exercise(
     "11.3",
     "A create route: 201 Created and Location",
@@ -231,7 +246,7 @@ def problem_bodies(handler: Callable) -> str:
     "exception handler knows 409 from 400.",
 )
 def create_route(add_create_route: Callable) -> str:
-    service = WatchedUserService()
+    service = SlowCreateUserService()
     server, app = _gateway(service, "create", create_user=None)
     add_create_route(app)
     people = [("Grace Hopper", "grace@example.com"), ("Alan Turing", "alan@example.com")]
@@ -243,6 +258,10 @@ def create_route(add_create_route: Callable) -> str:
                 what = f"POST /users for {name}"
                 expect(response.status_code != 405, f"{what} answered 405: "
                        "add_create_route(app) added no POST /users route")
+                expect(response.status_code != 504,
+                       f"{what} answered 504: CreateUser ran out of time. The check's service "
+                       f"takes {CREATE_TAKES} s to create a user: give the call a deadline of a "
+                       "few seconds (timeout=5)")
                 expect(response.status_code == 201,
                        f"{what} answered {response.status_code}, expected 201 Created: a POST "
                        "that creates answers 201 (status_code=201)")
@@ -280,12 +299,28 @@ def create_route(add_create_route: Callable) -> str:
                            for s in creates),
            "CreateUser reached the server without a deadline: pass timeout= to the stub call")
     return ("2 users created through the gateway: 201, Location /users/{id} that GETs "
-            "the user, JSON with id as a string; the server saw a deadline")
+            f"the user, JSON with id as a string; the server saw a deadline, and a create "
+            f"that took {CREATE_TAKES} s met it")
 
 
 # --- 11.4 ---------------------------------------------------------------------------
 
 MALFORMED_TIMEOUTS = ["soon", "1e-320", "0", "-5", "30001", "1.5", "nan", "99999999999"]
+
+
+class RecordingStub:
+    """Stands in for the gateway's stub: notes the keyword arguments of every call, then
+    makes it. What `timeout=` the call got, exactly, before any clock ran."""
+
+    def __init__(self, stub: Any) -> None:
+        self.stub, self.calls = stub, []
+
+    def __getattr__(self, method: str) -> Callable:
+        def call(request: Any, **options: Any) -> Any:
+            self.calls.append(options)
+            return getattr(self.stub, method)(request, **options)
+        return call
+
 
 @exercise(
     "11.4",
@@ -317,6 +352,13 @@ def carried_across(call_options: Callable) -> str:
     async def run() -> None:
         async with asgi_client(app) as client:
             client_box.append(client)
+            stub = app.state.stub = RecordingStub(app.state.stub)
+
+            def timeout_given(seconds: float, why: str) -> None:
+                given = stub.calls[-1].get("timeout")
+                expect(isinstance(given, (int, float)) and abs(given - seconds) < 1e-9,
+                       f"{why}, the call got timeout={given!r}, expected exactly {seconds}")
+
             for request_id, milliseconds in (("req-7f3a", 1999), ("req-c41d", 4000)):
                 headers = {"X-Request-Id": request_id, "X-Timeout-Ms": str(milliseconds)}
                 response, seen = await get(headers)
@@ -339,6 +381,8 @@ def carried_across(call_options: Callable) -> str:
                 expect(max(budget * 0.6, budget - 0.75) < left <= budget + 0.05,
                        f"with X-Timeout-Ms: {milliseconds} the server had {left:.3f} s left, "
                        f"expected just under {budget} s (are milliseconds lost on the way?)")
+                timeout_given(budget, f"with X-Timeout-Ms: {milliseconds} (milliseconds, "
+                              "and a stub's timeout= is in seconds)")
                 saw.append(f"{request_id!r} with {left:.2f} s left for {milliseconds} ms")
             ids = []
             for _ in range(2):
@@ -382,6 +426,7 @@ def carried_across(call_options: Callable) -> str:
                 expect(response.status_code not in (400, 422),
                        f"X-Timeout-Ms: {text} answered {response.status_code}: it is a valid "
                        "budget (1 to 30000 ms, both ends included)")
+                timeout_given(int(text) / 1000, f"with X-Timeout-Ms: {text}")
 
     try:
         _run(run)
@@ -469,9 +514,19 @@ def partial_update(add_patch_route: Callable) -> str:
             response = await patch("/users/999", {"name": "Nobody"})
             expect_equal(response.status_code, 404, "PATCH /users/999 (no such user): let the "
                          "failed call reach the app's handler")
+            for edge, status in ((-(2**63), 400), (2**63 - 1, 404)):
+                calls = len(service.seen)
+                response = await patch(f"/users/{edge}", {"name": "Nobody"})
+                expect(len(service.seen) > calls,
+                       f"PATCH /users/{edge} answered {response.status_code} without calling "
+                       "UpdateUser: that id is one of int64's two ends, so it is the service's "
+                       "to judge (are the bounds of the id one off?)")
+                expect_equal(response.status_code, status,
+                             f"PATCH /users/{edge} (the service's answer: "
+                             + ("an id below 1" if status == 400 else "no such user") + ")")
             response = await patch(f"/users/{ada.id}", {"email": "grace@example.com"})
             expect_equal(response.status_code, 409, "PATCH with an e-mail in use")
-            said.append("404 and 409 from the service kept")
+            said.append("ids -2**63 and 2**63-1 reached the service; its 400, 404 and 409 kept")
 
     try:
         _run(run)

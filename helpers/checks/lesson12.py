@@ -683,11 +683,18 @@ def check_linked_trace(add_on_backend: Callable) -> str:
         expect(parent == front_span.context.span_id,
                f"the backend's span ({which} call) is in the right trace but not under the "
                "frontend's span")
-    with stuck_server() as target:
+    deadlines: list[float | None] = []
+    with stuck_server(deadlines=deadlines) as target:
         with _plain_channel(target) as channel:
             stuck = calculator_pb2_grpc.CalculatorStub(channel)
             error = expect_gives_up(lambda: add_on_backend(stuck, 1, 2), DEADLINE_124 + 3,
                                     "add_on_backend")
+    given = deadlines[0] if deadlines else None
+    if given is not None:  # None (no deadline): expect_gives_up has refused it already
+        # gRPC may round a deadline up by about 1% on the way (lesson 13 measures it)
+        expect(given <= DEADLINE_124 * 1.02,
+               f"the backend saw a deadline of {given:.1f} s: the call must give up within "
+               f"{DEADLINE_124:.0f} s (timeout=)")
     expect(error is not None, "add_on_backend returned when the backend never answered: let the "
            "failed call's error reach the caller (the frontend then fails the request)")
     expect(isinstance(error, grpc.RpcError)

@@ -408,6 +408,15 @@ def _one_attempt_too_few(stub, a, b, attempts=3, timeout=5.0):
     return add_with_retry(stub, a, b, attempts - 1, timeout)
 
 
+def _forgets_to_return_the_retry(stub, a, b, attempts=3, timeout=5.0):
+    try:
+        return stub.Add(pb2.AddRequest(a=a, b=b), timeout=timeout).result
+    except grpc.RpcError as error:
+        if error.code() != UNAVAILABLE or attempts == 1:
+            raise
+        _forgets_to_return_the_retry(stub, a, b, attempts - 1, timeout)  # no `return`: None
+
+
 @exercise(
     "13.3",
     "Test the retries with a fake that fails on demand",
@@ -427,6 +436,8 @@ def client_retries(test_add_with_retry: Callable[[Any], None]) -> str:
         ("makes one call too few (2 instead of 3)", _one_attempt_too_few),
         ("returns 0 instead of raising when every attempt was UNAVAILABLE",
          _swallows_the_last_error),
+        ("retries by calling itself but forgets `return`: None after a retried call succeeds",
+         _forgets_to_return_the_retry),
     ]
     with _watching_grpc() as seen:
         _judge(test_add_with_retry, "add_with_retry",
@@ -435,7 +446,8 @@ def client_retries(test_add_with_retry: Callable[[Any], None]) -> str:
     expect(not any(_still_running(server) for server in seen["servers"]),
            "your test left a server running: stop it (a `with serve(...)` block, or a fixture)")
     return (f"your test passes on 2 correct clients and catches all {len(broken)} broken ones "
-            "(no retry, retrying INVALID_ARGUMENT, too many or too few calls, a swallowed error)")
+            "(no retry, retrying INVALID_ARGUMENT, too many or too few calls, a swallowed error, "
+            "a retried answer lost)")
 
 
 # ---- 13.4: deadlines without slow tests --------------------------------------------------------
@@ -493,6 +505,15 @@ def _gives_up_without_calling(stub, a, b, timeout):
     return add_or_none(stub, a, b, timeout)
 
 
+def _returns_the_reply(stub, a, b, timeout):
+    try:
+        return stub.Add(pb2.AddRequest(a=a, b=b), timeout=timeout)  # the AddReply, not .result
+    except grpc.RpcError as error:
+        if error.code() == DEADLINE_EXCEEDED:
+            return None
+        raise
+
+
 def _late_start(stub, a, b, timeout):
     """A correct client on a loaded machine: it starts 0.3 s late."""
     time.sleep(0.3)
@@ -508,6 +529,49 @@ def slower_sleeps(factor: float = 4) -> Iterator[None]:
         yield
     finally:
         time.sleep = real_sleep
+
+
+REPLY_DELAY = 0.2  # seconds: how late every reply leaves a server on the "slow machine"
+
+
+class _LateReplies(grpc.ServerInterceptor):
+    """Every unary call's reply (or error) leaves the server `seconds` after the method ends."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def intercept_service(self, continuation: Callable, details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler.unary_unary
+
+        def late(request: Any, context: Any) -> Any:
+            try:
+                return method(request, context)
+            finally:
+                threading.Event().wait(self.seconds)  # not time.sleep: slower_sleeps patches it
+
+        return grpc.unary_unary_rpc_method_handler(
+            late, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+@contextlib.contextmanager
+def late_replies(seconds: float = REPLY_DELAY) -> Iterator[None]:
+    """Every sync server made inside answers `seconds` late, as on a loaded machine: a call
+    that must succeed needs a deadline of seconds, not of nothing."""
+    make = grpc.server
+
+    def server(*args: Any, **kwargs: Any) -> Any:
+        kwargs["interceptors"] = [_LateReplies(seconds), *(kwargs.get("interceptors") or ())]
+        return make(*args, **kwargs)
+
+    grpc.server = server
+    try:
+        yield
+    finally:
+        grpc.server = make
 
 
 @exercise(
@@ -530,20 +594,23 @@ def deadline_tests(test_add_or_none: Callable[[Any], None]) -> str:
         ("answers None for every error, not only DEADLINE_EXCEEDED", _none_for_every_error),
         ("gives up at once for short timeouts, without calling the server",
          _gives_up_without_calling),
+        ("returns the reply message instead of its result", _returns_the_reply),
     ]
     with _watching_grpc() as seen:
         longest = _judge(test_add_or_none, "add_or_none", correct, [], seconds=15)
         expect(longest < 2.5,
                f"one run of your test took {longest:.1f} s: wait on events, not sleeps, and make "
                "the stuck server's deadline tens of milliseconds")
-        with slower_sleeps():
+        with slower_sleeps(), late_replies():
             error, _ = _run(test_add_or_none, _late_start, 30,
                             "a correct add_or_none on a slow machine")
         expect(error is None,
                f"your test failed ({_short(error) if error else ''}) on a correct add_or_none on "
-               "a slow machine (the call started 0.3 s late, every sleep took 4 times longer): "
-               "wait on events instead of sleeping, and assert what the server saw (the deadline "
-               "it got, that the call ended) instead of wall-clock time")
+               "a slow machine (the call started 0.3 s late, every sleep took 4 times longer, "
+               f"every reply left the server {REPLY_DELAY} s late): wait on events instead of "
+               "sleeping, give every call that must be answered a deadline of seconds, and "
+               "assert what the server saw (the deadline it got, that the call ended) instead "
+               "of wall-clock time")
         _judge(test_add_or_none, "add_or_none", [], broken, seconds=15)
     expect(not any(_still_running(server) for server in seen["servers"]),
            "your test left a server running: stop it (a `with serve(...)` block, or a fixture)")
