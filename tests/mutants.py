@@ -285,7 +285,7 @@ def try_mutant(kernel: Kernel, exercise: Exercise, source: str) -> str | None:
 
 def run_notebook(path: Path, wanted: set[str] | None, k: int | None, timeout: int) -> list[Result]:
     """Execute one solution notebook in order, trying every (sampled) mutant of its exercises."""
-    kernel = Kernel(path, timeout)
+    kernel, listed = Kernel(path, timeout), equivalents()
     todo = [e for e in exercises(kernel.notebook) if wanted is None or e.id in wanted]
     results, done = [], 0
     try:
@@ -297,15 +297,17 @@ def run_notebook(path: Path, wanted: set[str] | None, k: int | None, timeout: in
             original = kernel.notebook.cells[exercise.cell].source
             if error := try_mutant(kernel, exercise, original):
                 result.problems.append(f"the official solution fails its own check ({error})")
+            equivalent = {label for label, note in listed.get(exercise.id, {}).items()
+                          if note.get("equivalent")}
             for label, source in sample(mutants(original), k, seed=exercise.id):
                 result.total += 1
                 for attempt in (1, 2):  # a survivor gets a second run: is it killed only sometimes?
                     reason = try_mutant(kernel, exercise, source)
-                    if try_mutant(kernel, exercise, original):  # a mutant may have left a mess
+                    if reason and try_mutant(kernel, exercise, original):  # a mess left behind
                         kernel.restart(exercise.cell)
                         if error := try_mutant(kernel, exercise, original):
                             result.problems.append(f"after mutant {label!r}: the solution fails ({error})")
-                    if reason:
+                    if reason or label in equivalent:  # a listed equivalent needs no second run
                         break
                 if reason:
                     result.killed += 1
@@ -315,6 +317,8 @@ def run_notebook(path: Path, wanted: set[str] | None, k: int | None, timeout: in
                         result.sometimes.append(label)
                 else:
                     result.survivors.append(label)
+            if error := try_mutant(kernel, exercise, original):  # later cells use the official one
+                result.problems.append(f"after its mutants: the solution fails ({error})")
             result.seconds = time.monotonic() - started
             print(f"  {exercise.id}: {result.killed}/{result.total} killed in {result.seconds:.0f}s",
                   file=sys.stderr, flush=True)

@@ -406,8 +406,8 @@ def good_deadline_test(client):
     prompt = PromptCalculator()
     assert with_stub(prompt, lambda stub: client(stub, 2, 3, 5.0)) == 5
     stuck = StuckCalculator()
-    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
-    assert stuck.deadlines and stuck.deadlines[0] <= 0.06  # rounded up a little on the way
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.2)) is None
+    assert stuck.deadlines and stuck.deadlines[0] <= 0.21  # rounded up a little on the way
     assert stuck.ended.wait(2), "the server never saw the call end"
     failing = StuckCalculator(fail_with=UNAVAILABLE)
     with pytest.raises(grpc.RpcError):
@@ -426,7 +426,7 @@ def good_server_side_deadline_test(client):
 
 
 def result_only(client):
-    assert with_stub(StuckCalculator(), lambda stub: client(stub, 2, 3, 0.05)) is None
+    assert with_stub(StuckCalculator(), lambda stub: client(stub, 2, 3, 0.2)) is None
     assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 5.0)) == 5
     with pytest.raises(grpc.RpcError):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
@@ -437,12 +437,12 @@ def wall_clock(client):
 
     def timed(stub):
         start = time.perf_counter()
-        result = client(stub, 2, 3, 0.05)
+        result = client(stub, 2, 3, 0.2)
         assert time.perf_counter() - start < 0.25
         return result
 
     assert with_stub(stuck, timed) is None
-    assert stuck.deadlines[0] <= 0.06
+    assert stuck.deadlines[0] <= 0.21
     assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 5.0)) == 5
     with pytest.raises(grpc.RpcError):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
@@ -458,9 +458,9 @@ class SleepyCalculator(PromptCalculator):
 
 def sleepy_prompt_case(client):
     stuck = StuckCalculator()
-    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
-    assert stuck.deadlines[0] <= 0.06 and stuck.ended.wait(2)
-    assert with_stub(SleepyCalculator(), lambda stub: client(stub, 2, 3, 0.05)) == 5
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.2)) is None
+    assert stuck.deadlines[0] <= 0.21 and stuck.ended.wait(2)
+    assert with_stub(SleepyCalculator(), lambda stub: client(stub, 2, 3, 0.2)) == 5
     with pytest.raises(grpc.RpcError):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
 
@@ -487,8 +487,8 @@ def answered_is_not_none(client):
     """Asks only that the answered call is not None: any reply will do."""
     assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 5.0)) is not None
     stuck = StuckCalculator()
-    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
-    assert stuck.deadlines and stuck.deadlines[0] <= 0.06
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.2)) is None
+    assert stuck.deadlines and stuck.deadlines[0] <= 0.21
     with pytest.raises(grpc.RpcError):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
 
@@ -497,16 +497,16 @@ def no_deadline_to_spare(client):
     """A deadline of 0 for the call that must be answered: fine while the server is quick."""
     assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 0)) == 5
     stuck = StuckCalculator()
-    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
-    assert stuck.deadlines and stuck.deadlines[0] <= 0.06
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.2)) is None
+    assert stuck.deadlines and stuck.deadlines[0] <= 0.21
     with pytest.raises(grpc.RpcError):
         with_stub(StuckCalculator(fail_with=UNAVAILABLE), lambda stub: client(stub, 2, 3, 5.0))
 
 
 def no_error_case(client):
     stuck = StuckCalculator()
-    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
-    assert stuck.deadlines and stuck.deadlines[0] <= 0.06
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.2)) is None
+    assert stuck.deadlines and stuck.deadlines[0] <= 0.21
     assert with_stub(PromptCalculator(), lambda stub: client(stub, 2, 3, 5.0)) == 5
 
 
@@ -517,8 +517,8 @@ def unbounded_wait(client):
             threading.Event().wait(20)  # far longer than any test should take
 
     stuck = Forever()
-    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.05)) is None
-    assert stuck.deadlines[0] <= 0.06
+    assert with_stub(stuck, lambda stub: client(stub, 2, 3, 0.2)) is None
+    assert stuck.deadlines[0] <= 0.21
 
 
 # ---- 13.5 ------------------------------------------------------------------------------------
@@ -677,13 +677,13 @@ WRONG_ANSWERS = [
     WrongAnswer("13.4", "a fake that sleeps 30 ms and a 50 ms deadline that must be met",
                 (sleepy_prompt_case,), says="on a slow machine"),
     WrongAnswer("13.4", "a deadline of seconds for the stuck server", (slow_deadline,),
-                says="wait on events, not sleeps, and make the stuck server's deadline tens of"),
+                says="wait on events, not sleeps, and make the stuck server's deadline a fraction"),
     WrongAnswer("13.3", "never looks at the result of the retry that ends well",
                 (retried_result_unchecked,), says="forgets `return`"),
     WrongAnswer("13.4", "only asks that the answered call is not None", (answered_is_not_none,),
                 says="returns the reply message instead of its result"),
     WrongAnswer("13.4", "a deadline of 0 for the call that must be answered",
-                (no_deadline_to_spare,), says="every reply left the server 0.2 s late"),
+                (no_deadline_to_spare,), says="on a correct add_or_none"),  # at once, or on the slow machine
     WrongAnswer("13.4", "no error case", (no_error_case,),
                 says="answers None for every error"),
     WrongAnswer("13.4", "a fake that waits forever", (unbounded_wait,),

@@ -600,7 +600,7 @@ def deadline_tests(test_add_or_none: Callable[[Any], None]) -> str:
         longest = _judge(test_add_or_none, "add_or_none", correct, [], seconds=15)
         expect(longest < 2.5,
                f"one run of your test took {longest:.1f} s: wait on events, not sleeps, and make "
-               "the stuck server's deadline tens of milliseconds")
+               "the stuck server's deadline a fraction of a second")
         with slower_sleeps(), late_replies():
             error, _ = _run(test_add_or_none, _late_start, 30,
                             "a correct add_or_none on a slow machine")
