@@ -11,7 +11,8 @@ and must pass. A survivor is equivalent (same behaviour) or a hole in the check;
 An exercise fails below 90% killed, unless all its survivors are listed as equivalent.
 
     python tests/mutants.py [--lesson 03] [--exercise 3.2] [--max-per-exercise K] [--workers N]
-    make mutants MUTANTS_ARGS="--max-per-exercise 8 --workers 3"    # a seeded sample, for CI
+    make mutants                                         # every exercise, as CI runs it
+    make mutants MUTANTS_ARGS="--max-per-exercise 8"     # a seeded sample, for a quick look
 """
 
 from __future__ import annotations
