@@ -459,6 +459,11 @@ def round_robin_retries(service_config: Any) -> str:
            f"every attempt went to one server ({reached[0] if reached else 'none'}), the first "
            "address: that is pick_first, the default; choose round_robin in loadBalancingConfig")
     failed = 30 - outcomes["w1"] - outcomes["w2"]
+    attempts = _attempts_when_all_are_sick(text)
+    expect(not failed or attempts < 2 or attempts == 3,  # a retry policy, but not the team's
+           f"{failed} of 30 calls failed, and with every server sick each call made "
+           f"{attempts:g} attempts: the policy asks for 3 in all (the first and two retries); "
+           "that is maxAttempts")
     expect(failed == 0,
            f"{failed} of 30 calls failed ({dict(outcomes)}): the sick server's UNAVAILABLE was "
            "not retried on another server; give production.Worker a retryPolicy with "
@@ -466,7 +471,6 @@ def round_robin_retries(service_config: Any) -> str:
     expect(min(outcomes["w1"], outcomes["w2"]) >= 5,
            f"the healthy servers answered {outcomes['w1']} and {outcomes['w2']} calls: "
            "spread the calls with round_robin")
-    attempts = _attempts_when_all_are_sick(text)
     expect(attempts == 3, f"with every server sick, each call made {attempts:g} attempts: the "
            "policy asks for 3 in all (the first and two retries); that is maxAttempts")
     return ("30 calls all answered, by both healthy servers; every attempt that reached the "
